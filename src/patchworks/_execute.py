@@ -1,0 +1,213 @@
+"""Run one stage's tasks on the active dask client, or on local threads without one.
+
+A stage is ``func(job, index)`` over tile indices, where ``job`` is a small frozen
+dataclass with everything the workers need. With a ``dask.distributed`` client the job is
+scattered once and tasks are submitted in a sliding window (bounded scheduler memory at
+10^5+ tiles); without one, a thread pool runs them (NumPy, zarr codecs and most
+segmentation code release the GIL). Either way results come back as they finish, a tqdm
+bar shows progress when asked, and the first failure cancels the rest and is raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import Any, TypeVar
+
+import dask
+
+from .errors import ClusterConfigurationError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+J = TypeVar("J")
+
+IN_PROCESS_FIX = (
+    "the active dask client runs its workers inside this process (LocalCluster with "
+    "processes=False), where patchworks' tile and merge tasks would block each other; "
+    "start a process-based cluster instead: "
+    "`client, cluster = patchworks.make_local_cluster()`"
+)
+
+
+def active_client() -> Any | None:
+    """The current ``dask.distributed`` client, or None when there is none."""
+    try:
+        from distributed import default_client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def check_client(client: Any) -> None:
+    """Raise if ``client`` would deadlock the merge (workers in this very process)."""
+    workers = client.scheduler_info().get("workers", {})
+    if any(str(address).startswith("inproc://") for address in workers):
+        raise ClusterConfigurationError(IN_PROCESS_FIX)
+
+
+def _local_threads() -> int:
+    configured = dask.config.get("num_workers", None)
+    return int(configured) if configured else (os.cpu_count() or 1)
+
+
+def _serial_requested() -> bool:
+    return dask.config.get("scheduler", None) in ("sync", "synchronous", "single-threaded")
+
+
+def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="tile", disable=not enabled, leave=True)
+
+
+def _call(index: int, func: Callable[[Any, int], Any], job: Any) -> Any:
+    return func(job, index)
+
+
+class Executor:
+    """Runs the stages of one patchworks call.
+
+    Parameters
+    ----------
+    progress : bool
+        Show a tqdm bar per stage.
+    retries : int
+        Times a failed task is retried on a distributed cluster (worker death, flaky I/O).
+    """
+
+    def __init__(self, *, progress: bool = False, retries: int = 0) -> None:
+        self.progress = progress
+        self.retries = retries
+        self.client = active_client()
+        if self.client is not None:
+            check_client(self.client)
+
+    @property
+    def n_workers(self) -> int:
+        """Tasks that run at once (threads over all workers)."""
+        if self.client is None:
+            return 1 if _serial_requested() else _local_threads()
+        info = self.client.scheduler_info().get("workers", {})
+        return max(1, sum(int(w.get("nthreads", 1)) for w in info.values()))
+
+    def map(
+        self,
+        func: Callable[[J, int], T],
+        job: J,
+        indices: Sequence[int],
+        *,
+        desc: str,
+        on_result: Callable[[int, T], None] | None = None,
+    ) -> list[T]:
+        """``[func(job, i) for i in indices]``, in parallel; results in ``indices`` order."""
+        results: list[Any] = [None] * len(indices)
+        position = {index: k for k, index in enumerate(indices)}
+
+        def collect(index: int, value: Any) -> None:
+            results[position[index]] = value
+            if on_result is not None:
+                on_result(index, value)
+
+        with _progress_bar(len(indices), desc, self.progress) as bar:
+            if self.client is not None:
+                self._map_distributed(func, job, indices, collect, bar)
+            elif _serial_requested() or len(indices) <= 1:
+                for index in indices:
+                    collect(index, func(job, index))
+                    bar.update()
+            else:
+                self._map_threads(func, job, indices, collect, bar)
+        return results
+
+    def _window(self) -> int:
+        return max(4 * self.n_workers, 32)
+
+    def _map_threads(self, func, job, indices: Iterable[int], collect, bar) -> None:
+        pending: dict[Any, int] = {}
+        todo = iter(indices)
+        with ThreadPoolExecutor(max_workers=self.n_workers, thread_name_prefix="patchworks") as pool:
+            try:
+                while True:
+                    while len(pending) < self._window():
+                        index = next(todo, None)
+                        if index is None:
+                            break
+                        pending[pool.submit(func, job, index)] = index
+                    if not pending:
+                        return
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        collect(pending.pop(future), future.result())
+                        bar.update()
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+
+    def _map_distributed(self, func, job, indices: Sequence[int], collect, bar) -> None:
+        from distributed import as_completed
+
+        client = self.client
+        [job_future] = client.scatter([job], broadcast=True, hash=False)
+        todo = iter(indices)
+        index_of: dict[str, int] = {}
+
+        def submit(count: int) -> list[Any]:
+            batch = [i for _, i in zip(range(count), todo, strict=False)]
+            if not batch:
+                return []
+            futures = client.map(
+                _call, batch, func=func, job=job_future, pure=False, retries=self.retries
+            )
+            index_of.update((f.key, i) for f, i in zip(futures, batch, strict=True))
+            return futures
+
+        queue = as_completed(submit(self._window()))
+        try:
+            for future in queue:
+                collect(index_of.pop(future.key), future.result())
+                bar.update()
+                for new in submit(1):
+                    queue.add(new)
+        except BaseException:
+            queue.clear()
+            raise
+        finally:
+            client.cancel([job_future])
+
+    def compute(self, tasks: Sequence[Any], *, desc: str) -> list[Any]:
+        """Compute dask ``Delayed`` objects (one per tile) with progress; results in order."""
+        with _progress_bar(len(tasks), desc, self.progress) as bar:
+            if self.client is not None:
+                from distributed import as_completed
+
+                futures = self.client.compute(list(tasks), retries=self.retries)
+                try:
+                    for future in as_completed(futures):
+                        future.result()
+                        bar.update()
+                except BaseException:
+                    self.client.cancel(futures)
+                    raise
+                return [future.result() for future in futures]
+            from dask.callbacks import Callback
+
+            wanted = {task.key for task in tasks}
+
+            class _Tick(Callback):
+                def _posttask(self, key, result, dsk, state, worker_id):  # noqa: ARG002
+                    if key in wanted:
+                        bar.update()
+
+            scheduler = "sync" if _serial_requested() else "threads"
+            with _Tick():
+                return list(
+                    dask.compute(*tasks, scheduler=scheduler, num_workers=self.n_workers)
+                )

@@ -1,0 +1,116 @@
+"""Stage 3 — faces: find labels that touch across the face between neighbouring cores.
+
+Each tile looks *down* every axis: it pairs the first plane of its own core with the last
+plane of the tile below, read one voxel wider on every other axis so that diagonal
+neighbours (edges and corners, when ``connectivity`` allows them) are included. Every pair
+of touching voxels in different tiles is examined by exactly one tile, and only thin face
+planes are read.
+
+Labels are *tagged* as ``tile_index << 32 | local_label`` so the client can turn them into
+provisional IDs once it knows how many labels each tile holds.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._plan import TilePlan
+from ._staging import Staging
+
+TAG_SHIFT = 32
+EMPTY_PAIRS = np.empty((0, 2), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class FaceJob:
+    """Everything a worker needs to find touching pairs; shipped once per run."""
+
+    plan: TilePlan
+    staging: Staging
+    connectivity: int
+
+
+def cross_offsets(ndim: int, axis: int, connectivity: int) -> list[tuple[int, ...]]:
+    """Offsets (on the other axes) to a neighbour one step down ``axis``.
+
+    A neighbour differs by one along ``axis``; ``connectivity`` bounds how many axes in
+    total may differ, as in :func:`scipy.ndimage.generate_binary_structure`.
+
+    Examples
+    --------
+    >>> cross_offsets(2, 0, 1)
+    [(0,)]
+    >>> cross_offsets(2, 0, 2)
+    [(-1,), (0,), (1,)]
+    >>> len(cross_offsets(3, 1, 2)), len(cross_offsets(3, 1, 3))
+    (5, 9)
+    """
+    others = ndim - 1
+    return [
+        delta
+        for delta in itertools.product((-1, 0, 1), repeat=others)
+        if sum(d != 0 for d in delta) <= connectivity - 1
+    ]
+
+
+def tag(tile_index: np.ndarray | int, local: np.ndarray) -> np.ndarray:
+    return (np.asarray(tile_index, dtype=np.int64) << TAG_SHIFT) | local.astype(np.int64)
+
+
+def _pairs_across(job: FaceJob, position: tuple[int, ...], axis: int) -> np.ndarray:
+    plan = job.plan
+    core = plan.core(position)
+    wide = tuple(
+        c if b == axis else slice(max(c.start - 1, 0), min(c.stop + 1, plan.shape[b]))
+        for b, c in enumerate(core)
+    )
+    # Both planes keep ``axis`` as a length-1 axis, so 1-D images need no special case.
+    upper = job.staging.read_face(plan, axis, position[axis], "lo", core)
+    if not upper.any():
+        return EMPTY_PAIRS
+    lower = job.staging.read_face(plan, axis, position[axis] - 1, "hi", wide)
+    others = [b for b in range(plan.ndim) if b != axis]
+    found = []
+    for delta in cross_offsets(plan.ndim, axis, job.connectivity):
+        up_box, down_box = [slice(None)] * plan.ndim, [slice(None)] * plan.ndim
+        starts = [position[axis] - 1] * plan.ndim  # grid row below, on ``axis``
+        for b, d in zip(others, delta, strict=True):
+            lo = max(core[b].start, wide[b].start - d)
+            hi = min(core[b].stop, wide[b].stop - d)
+            up_box[b] = slice(lo - core[b].start, hi - core[b].start)
+            down_box[b] = slice(lo + d - wide[b].start, hi + d - wide[b].start)
+            starts[b] = lo + d
+        up, down = upper[tuple(up_box)], lower[tuple(down_box)]
+        hits = np.nonzero((up != 0) & (down != 0))
+        if not hits[0].size:
+            continue
+        # The lower voxel may sit in a diagonal neighbour: find its grid position.
+        lower_position = tuple(
+            np.full(hits[b].size, starts[b]) if b == axis
+            else (hits[b] + starts[b]) // plan.tile_shape[b]
+            for b in range(plan.ndim)
+        )
+        lower_tiles = np.ravel_multi_index(lower_position, plan.grid)
+        found.append(
+            np.stack([tag(plan.index(position), up[hits]), tag(lower_tiles, down[hits])], axis=1)
+        )
+    if not found:
+        return EMPTY_PAIRS
+    return np.unique(np.concatenate(found), axis=0)
+
+
+def tile_pairs(job: FaceJob, index: int) -> np.ndarray:
+    """Tagged label pairs touching across the lower faces of tile ``index``."""
+    position = job.plan.position(index)
+    pairs = [
+        _pairs_across(job, position, axis)
+        for axis in range(job.plan.ndim)
+        if position[axis] > 0
+    ]
+    pairs = [p for p in pairs if p.size]
+    if not pairs:
+        return EMPTY_PAIRS
+    return np.unique(np.concatenate(pairs), axis=0) if len(pairs) > 1 else pairs[0]

@@ -1,0 +1,462 @@
+"""Wire the stages together: plan → tiles → faces → label map → relabel and write.
+
+This is the only module that calls more than one stage. Each stage is a function from the
+previous stage's result to its own; the executor runs a stage's per-tile tasks in parallel.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._version import __version__
+from ._execute import Executor
+from ._faces import EMPTY_PAIRS, FaceJob, tile_pairs
+from ._labelmap import LabelMap, build_label_map
+from ._output import check_write_to, mark_complete, publish
+from ._params import (
+    check_connectivity,
+    check_dtype,
+    check_empty_threshold,
+    check_fn,
+    check_picklable,
+    check_stitch,
+    resolve_tile_shape,
+)
+from ._plan import TilePlan, normalize_overlap, normalize_tile_shape
+from ._relabel import RelabelJob, lazy_relabel, relabel_tile
+from ._source import ImageSource, open_image
+from ._staging import Staging, create_staging, remove_tree, scratch_dir
+from ._tiles import TileJob, process_tile, scan_label_store, stage_label_block
+from .errors import InvalidImageError, InvalidParameterError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the merge half of a run needs, whichever way the tiles were staged."""
+
+    plan: TilePlan
+    staging: Staging
+    counts: np.ndarray
+    labels: Any  # local labels (compact) or the user's own label array
+    compact: bool
+    executor: Executor
+    connectivity: int
+    sequential: bool
+    dtype: np.dtype
+    write_to: str | None
+    info: dict[str, Any]
+
+
+def tile_process(
+    image: Any,
+    fn: Any,
+    *,
+    tile_shape: Any = None,
+    overlap: Any = 0,
+    write_to: Any = None,
+    compute: bool = False,
+    progress: bool = False,
+    sequential_labels: bool = False,
+    skip_empty: bool = False,
+    empty_threshold: float | None = None,
+    use_gpu: bool = False,
+    stitch: str = "touch",
+    iou_threshold: float = 0.5,
+    connectivity: int | None = None,
+    resume: bool = False,
+    channel_axis: int | None = None,
+    level: int | str | None = None,
+    dtype: Any = "int32",
+    overwrite: bool = False,
+    temp_dir: str | None = None,
+    keep_temp: bool = False,
+    retries: int = 0,
+) -> Any:
+    """Run ``fn`` over ``image`` tile by tile and merge the labels into one label image.
+
+    Parameters
+    ----------
+    image : str, os.PathLike, numpy.ndarray, dask.array.Array or zarr.Array
+        The image: a path or URL to a zarr array or group (zarr v2 or v3; OME-Zarr level
+        ``level``), a TIFF path, or an in-memory / lazy array.
+    fn : callable
+        ``fn(tile) -> labels``: integer labels with the tile's spatial shape, 0 for
+        background, IDs local to the tile. Runs exactly once per tile.
+    tile_shape : tuple of int, None or "auto"
+        Core size of a tile. ``None`` uses the image's storage chunks (``"auto"`` for
+        arrays without chunks); ``"auto"`` sizes tiles from free RAM (or free GPU memory
+        with ``use_gpu=True``).
+    overlap : int or tuple of int
+        Halo in voxels added around each tile before ``fn`` sees it (clipped at the image
+        border); a scalar adds no halo on axes where the tile is one voxel thick.
+    write_to : str or os.PathLike, optional
+        Path of the output zarr array. Labels stream there; it appears only once complete.
+    compute : bool
+        Return a NumPy array instead of a lazy dask array.
+    progress : bool
+        Show tqdm progress bars.
+    sequential_labels : bool
+        Make the final labels exactly ``1..N``.
+    skip_empty : bool
+        Do not run ``fn`` on tiles whose core has no voxel above ``empty_threshold``
+        (default 0); they become background.
+    empty_threshold : float, optional
+        Threshold for ``skip_empty`` (see :func:`estimate_empty_tiles`).
+    use_gpu : bool
+        Size ``tile_shape="auto"`` from free GPU memory.
+    stitch : {"touch"}
+        How labels are joined across tile faces: ``"touch"`` joins labels that touch,
+        which is exact for connected components.
+    iou_threshold : float
+        Matching threshold for IoU stitching.
+    connectivity : int, optional
+        Which neighbours touch, as in :func:`scipy.ndimage.generate_binary_structure`
+        (1 = faces only, ``ndim`` = full, the default). Use the connectivity ``fn`` uses.
+    resume : bool
+        Re-run only unfinished tiles of an interrupted run.
+    channel_axis : int, optional
+        Axis of ``image`` holding channels; ``fn`` receives all channels of a tile.
+    level : int or str, optional
+        Resolution level of an OME-Zarr multiscale image (default 0, the full resolution).
+    dtype : str or numpy.dtype
+        Integer dtype of the output labels.
+    overwrite : bool
+        Replace an existing ``write_to`` (only once the new result is complete).
+    temp_dir : str, optional
+        Where temporary data goes (default: next to ``write_to``, else the system's).
+    keep_temp : bool
+        Keep temporary data on failure, for inspection.
+    retries : int
+        Times a failed task is retried on a ``dask.distributed`` cluster.
+
+    Returns
+    -------
+    labels : numpy.ndarray or dask.array.Array
+        Labels with the image's spatial shape and globally unique IDs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import ndimage as ndi
+    >>> image = np.zeros((8, 8), dtype="uint8")
+    >>> image[1:7, 3:5] = 1          # one object crossing the tile seam at row 4
+    >>> labels = tile_process(image, lambda t: ndi.label(t)[0], tile_shape=(4, 4),
+    ...                       compute=True)
+    >>> np.unique(labels).tolist()
+    [0, 1]
+    """
+    check_fn(fn)
+    source = open_image(image, channel_axis=channel_axis, level=level)
+    stitch = check_stitch(stitch, iou_threshold)
+    if stitch == "iou":
+        raise InvalidParameterError(
+            '`stitch="iou"` is not available in this version of patchworks; got stitch="iou".'
+        )
+    if resume:
+        raise InvalidParameterError(
+            "`resume=True` is not available in this version of patchworks; got resume=True."
+        )
+    connectivity = check_connectivity(connectivity, source.ndim)
+    out_dtype = check_dtype(dtype)
+    threshold = check_empty_threshold(empty_threshold)
+    if tile_shape is not None and not isinstance(tile_shape, str):
+        normalize_tile_shape(tile_shape, source.shape)  # fail on bad input before sizing
+    write_path = check_write_to(write_to, overwrite=overwrite, image=image)
+    executor = Executor(progress=progress, retries=retries)
+    if executor.client is not None:
+        check_picklable(fn)
+    tiles = resolve_tile_shape(tile_shape, source, n_tasks=executor.n_workers, use_gpu=use_gpu)
+    plan = TilePlan(shape=source.shape, tile_shape=tiles, halo=normalize_overlap(overlap, tiles))
+    logger.info("tile_process: %d tiles of %s over %s", plan.n_tiles, tiles, source.shape)
+
+    scratch = scratch_dir(write_path, temp_dir)
+    try:
+        staging = create_staging(plan, labels_path=None, labels_dtype=out_dtype, scratch=scratch)
+        job = TileJob(
+            plan=plan,
+            staging=staging,
+            labels_dtype=out_dtype,
+            source=source,
+            fn=fn,
+            skip_empty=skip_empty,
+            empty_threshold=threshold,
+        )
+        summaries = executor.map(process_tile, job, range(plan.n_tiles), desc="tiles")
+        counts = np.array([s.n_labels for s in summaries], dtype=np.int64)
+        run = _Run(
+            plan=plan,
+            staging=staging,
+            counts=counts,
+            labels=staging.labels,
+            compact=True,
+            executor=executor,
+            connectivity=connectivity,
+            sequential=sequential_labels,
+            dtype=out_dtype,
+            write_to=write_path,
+            info={
+                "tile_shape": list(plan.tile_shape),
+                "overlap": list(plan.halo),
+                "stitch": stitch,
+                "skipped_tiles": int(sum(s.skipped for s in summaries)),
+            },
+        )
+        return _merge(run, compute=compute)
+    except BaseException:
+        if not keep_temp:
+            remove_tree(scratch)
+        raise
+
+
+def merge_tile_labels(
+    labeled: Any,
+    *,
+    input_component: str | None = None,
+    write_to: Any = None,
+    progress: bool = False,
+    sequential_labels: bool = False,
+    connectivity: int | None = None,
+    compute: bool = False,
+    tile_shape: Any = None,
+    dtype: Any = "int32",
+    overwrite: bool = False,
+    temp_dir: str | None = None,
+    keep_temp: bool = False,
+    retries: int = 0,
+) -> Any:
+    """Merge per-tile labels (IDs local to each tile) into globally consistent labels.
+
+    Parameters
+    ----------
+    labeled : dask.array.Array, str, os.PathLike, zarr.Array or numpy.ndarray
+        Per-tile labels. For a dask array each chunk is one tile (each block is computed
+        exactly once). For a zarr path or array, tiles are its chunks unless
+        ``tile_shape`` says otherwise; a NumPy array needs ``tile_shape``.
+    input_component : str, optional
+        Path of the label array inside the zarr group ``labeled``.
+    write_to, progress, sequential_labels, connectivity, compute, dtype, overwrite, \
+temp_dir, keep_temp, retries
+        As in :func:`tile_process`.
+    tile_shape : tuple of int, optional
+        Tile size for zarr or NumPy input (must be a multiple of a zarr input's chunks for
+        efficient reads; any size works).
+
+    Returns
+    -------
+    labels : numpy.ndarray or dask.array.Array
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da
+    >>> tiles = da.from_array(np.array([[1, 1, 1, 1], [0, 0, 2, 0]]), chunks=(2, 2))
+    >>> merge_tile_labels(tiles, compute=True, sequential_labels=True).tolist()
+    [[1, 1, 1, 1], [0, 0, 2, 0]]
+    """
+    import dask.array as da
+
+    out_dtype = check_dtype(dtype)
+    is_dask = isinstance(labeled, da.Array)
+    if is_dask:
+        source = open_image(labeled, name="labeled")
+        plan_tiles = _regular_chunks(labeled)
+        if tile_shape is not None:
+            raise InvalidParameterError(
+                "`tile_shape` cannot be given with a dask array input: its chunks are the "
+                f"tiles; got tile_shape={tile_shape!r}."
+            )
+    else:
+        source = _open_label_store(labeled, input_component)
+        if tile_shape is None and source.chunks is None:
+            raise InvalidParameterError(
+                "`tile_shape` is needed for a NumPy input (it has no chunks to use as tiles); "
+                "got tile_shape=None."
+            )
+        plan_tiles = normalize_tile_shape(
+            tile_shape if tile_shape is not None else source.chunks, source.shape
+        )
+    if source.dtype.kind not in "iu":
+        raise InvalidImageError(
+            f"`labeled` must hold integer labels; got dtype {source.dtype}."
+        )
+    connectivity = check_connectivity(connectivity, source.ndim)
+    write_path = check_write_to(write_to, overwrite=overwrite, image=labeled)
+    executor = Executor(progress=progress, retries=retries)
+    plan = TilePlan(shape=source.shape, tile_shape=plan_tiles, halo=(0,) * source.ndim)
+
+    scratch = scratch_dir(write_path, temp_dir)
+    try:
+        staging = create_staging(
+            plan, labels_path=None, labels_dtype=out_dtype, scratch=scratch, stage_labels=is_dask
+        )
+        job = TileJob(plan=plan, staging=staging, labels_dtype=out_dtype, source=source)
+        if is_dask:
+            summaries = _stage_dask_blocks(executor, job, labeled)
+        else:
+            summaries = executor.map(scan_label_store, job, range(plan.n_tiles), desc="tiles")
+        run = _Run(
+            plan=plan,
+            staging=staging,
+            counts=np.array([s.n_labels for s in summaries], dtype=np.int64),
+            labels=staging.labels if is_dask else source.array,
+            compact=is_dask,
+            executor=executor,
+            connectivity=connectivity,
+            sequential=sequential_labels,
+            dtype=out_dtype,
+            write_to=write_path,
+            info={"tile_shape": list(plan.tile_shape), "stitch": "touch"},
+        )
+        return _merge(run, compute=compute)
+    except BaseException:
+        if not keep_temp:
+            remove_tree(scratch)
+        raise
+
+
+def _regular_chunks(labeled: Any) -> tuple[int, ...]:
+    tiles = []
+    for axis, sizes in enumerate(labeled.chunks):
+        if len(set(sizes[:-1])) > 1 or (len(sizes) > 1 and sizes[-1] > sizes[0]):
+            raise InvalidParameterError(
+                "`labeled` must have a regular chunk grid (one tile per chunk, only the last "
+                f"chunk smaller); got chunks {sizes} along axis {axis}. Rechunk the image "
+                "before segmenting, never the labels."
+            )
+        tiles.append(int(sizes[0]))
+    return tuple(tiles)
+
+
+def _open_label_store(labeled: Any, input_component: str | None) -> ImageSource:
+    if input_component is None:
+        return open_image(labeled, name="labeled")
+    import zarr
+
+    if not isinstance(labeled, str | os.PathLike):
+        raise InvalidParameterError(
+            "`input_component` names an array inside a zarr group given by path; got "
+            f"labeled of type {type(labeled).__name__}."
+        )
+    path = os.fspath(labeled)
+    if not os.path.exists(path) and "://" not in path:
+        return open_image(path, name="labeled")  # raises the not-found error
+    try:
+        array = zarr.open_group(path, mode="r")[input_component]
+    except KeyError:
+        raise InvalidParameterError(
+            f"`input_component` must name an array in {path!r}; got {input_component!r}."
+        ) from None
+    if not isinstance(array, zarr.Array):
+        raise InvalidParameterError(
+            f"`input_component` must name an array, not a group, in {path!r}; got "
+            f"{input_component!r}."
+        )
+    return open_image(array, name="labeled")
+
+
+def _stage_dask_blocks(executor: Executor, job: TileJob, labeled: Any) -> list[Any]:
+    """Compute each block of a lazy label array once and stage it."""
+    import dask
+
+    blocks = labeled.to_delayed().ravel()
+    shared = dask.delayed(job, traverse=False)
+    stage = dask.delayed(stage_label_block, pure=True)
+    tasks = [stage(shared, index, block) for index, block in enumerate(blocks)]
+    return executor.compute(tasks, desc="tiles")
+
+
+def _merge(run: _Run, *, compute: bool) -> Any:
+    """Faces → label map → relabel; write or return lazily. Cleans up scratch data."""
+    import dask.array as da
+
+    plan, executor = run.plan, run.executor
+    occupied = [int(i) for i in np.flatnonzero(run.counts)]
+    face_job = FaceJob(plan=plan, staging=run.staging, connectivity=run.connectivity)
+    pairs = [p for p in executor.map(tile_pairs, face_job, occupied, desc="faces") if p.size]
+    label_map = build_label_map(
+        run.counts,
+        np.concatenate(pairs) if pairs else EMPTY_PAIRS,
+        sequential=run.sequential,
+        dtype=run.dtype,
+    )
+    logger.info(
+        "merge: %d objects, %d boundary objects", label_map.n_labels, label_map.boundary_ids.size
+    )
+    scratch = run.staging.scratch
+    _drop_faces(run.staging)
+    if run.write_to is None:
+        lazy = lazy_relabel(_relabel_job(run, label_map, output=None))
+        if compute:
+            result = np.asarray(lazy.compute())
+            remove_tree(scratch)
+            return result
+        if run.compact:
+            _remove_when_unused(run.labels, scratch)
+        else:
+            remove_tree(scratch)  # only faces were staged; the user's store backs the result
+        return lazy
+
+    built = _output_array(run)
+    executor.map(relabel_tile, _relabel_job(run, label_map, output=built), occupied,
+                 desc="relabel")
+    mark_complete(built, _run_info(run, label_map))
+    publish(str(built.store.root), run.write_to, scratch)
+    remove_tree(scratch)
+    result = da.from_zarr(run.write_to)
+    return np.asarray(result.compute()) if compute else result
+
+
+def _relabel_job(run: _Run, label_map: LabelMap, output: Any) -> RelabelJob:
+    return RelabelJob(
+        plan=run.plan,
+        label_map=label_map,
+        labels=run.labels,
+        compact=run.compact,
+        dtype=run.dtype,
+        output=output,
+    )
+
+
+def _output_array(run: _Run) -> Any:
+    """The array the relabel stage writes: in place over staged labels, or a new one."""
+    if run.compact:
+        return run.labels
+    import zarr
+
+    assert run.staging.scratch is not None
+    return zarr.create_array(
+        store=os.path.join(run.staging.scratch, "labels.zarr"),
+        shape=run.plan.shape,
+        chunks=run.plan.tile_shape,
+        dtype=run.dtype,
+        fill_value=0,
+    )
+
+
+def _run_info(run: _Run, label_map: LabelMap) -> dict[str, Any]:
+    return {
+        "version": __version__,
+        "n_labels": int(label_map.n_labels),
+        "max_label": int(label_map.max_label),
+        "sequential_labels": bool(run.sequential),
+        "connectivity": int(run.connectivity),
+        **run.info,
+    }
+
+
+def _drop_faces(staging: Staging) -> None:
+    for faces in (*staging.faces_lo, *staging.faces_hi):
+        remove_tree(str(faces.store.root))
+
+
+def _remove_when_unused(anchor: Any, scratch: str | None) -> None:
+    """Delete ``scratch`` once the object backing the lazy result is garbage collected."""
+    if scratch is not None:
+        weakref.finalize(anchor, remove_tree, scratch)

@@ -1,0 +1,214 @@
+"""Open the ``image`` argument as a readable, picklable array source.
+
+Everything downstream sees an :class:`ImageSource`: a spatial shape, a dtype, storage
+chunks (if any) and ``read(box)`` returning a NumPy array for a spatial box. Nothing here
+reads pixel data eagerly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import ImageNotFoundError, InvalidImageError, InvalidParameterError
+
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """A lazily read array with an optional channel axis.
+
+    ``array`` is anything with NumPy-style basic slicing that returns NumPy arrays (a
+    ``numpy.ndarray`` or a ``zarr.Array``) or a ``dask.array.Array``.
+    """
+
+    array: Any
+    channel_axis: int | None = None
+    description: str = field(default="array", compare=False)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Spatial shape (the channel axis removed)."""
+        shape = tuple(int(n) for n in self.array.shape)
+        if self.channel_axis is None:
+            return shape
+        return shape[: self.channel_axis] + shape[self.channel_axis + 1 :]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.array.dtype)
+
+    @property
+    def chunks(self) -> tuple[int, ...] | None:
+        """Spatial storage chunk shape, or None when the array has no chunking."""
+        chunks = getattr(self.array, "chunks", None)
+        if chunks is None:
+            return None
+        sizes = tuple(int(c[0]) if isinstance(c, tuple) else int(c) for c in chunks)
+        if self.channel_axis is not None:
+            sizes = sizes[: self.channel_axis] + sizes[self.channel_axis + 1 :]
+        return sizes
+
+    @property
+    def is_dask(self) -> bool:
+        return _is_dask_array(self.array)
+
+    def full_box(self, box: tuple[slice, ...]) -> tuple[slice, ...]:
+        if self.channel_axis is None:
+            return box
+        return box[: self.channel_axis] + (slice(None),) + box[self.channel_axis :]
+
+    def read(self, box: tuple[slice, ...]) -> np.ndarray:
+        """Read a spatial box (all channels) as a NumPy array."""
+        region = self.array[self.full_box(box)]
+        if self.is_dask:
+            region = region.compute(scheduler="sync")
+        return np.asarray(region)
+
+
+def _is_dask_array(obj: Any) -> bool:
+    try:
+        import dask.array as da
+    except ImportError:  # pragma: no cover - dask is a hard dependency
+        return False
+    return isinstance(obj, da.Array)
+
+
+def _open_zarr_path(path: str, level: int | str | None, name: str) -> Any:
+    import zarr
+
+    try:
+        node = zarr.open(path, mode="r")
+    except FileNotFoundError:
+        raise ImageNotFoundError(f"`{name}` path does not exist: {path!r}.") from None
+    except Exception as exc:
+        raise InvalidImageError(
+            f"`{name}` must be a zarr array or group, a TIFF file, or an array; "
+            f"could not open {path!r} as zarr ({type(exc).__name__}: {exc})."
+        ) from exc
+    if isinstance(node, zarr.Array):
+        if level is not None:
+            raise InvalidParameterError(
+                f"`level` selects a resolution level of an OME-Zarr group, but {path!r} is a "
+                f"plain array; got level={level!r}."
+            )
+        return node
+    return _array_from_group(node, path, level, name)
+
+
+def _array_from_group(group: Any, path: str, level: int | str | None, name: str) -> Any:
+    attrs = dict(group.attrs)
+    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    if multiscales:
+        datasets = multiscales[0]["datasets"]
+        paths = [d["path"] for d in datasets]
+        if level is None:
+            key = paths[0]
+        elif isinstance(level, int) and not isinstance(level, bool) and 0 <= level < len(paths):
+            key = paths[level]
+        elif isinstance(level, str) and level in paths:
+            key = level
+        else:
+            raise InvalidParameterError(
+                f"`level` must be an index in 0..{len(paths) - 1} or one of {paths} for "
+                f"{path!r}; got {level!r}."
+            )
+        return group[key]
+    arrays = sorted(k for k, _ in group.arrays())
+    if level is not None:
+        if str(level) in arrays:
+            return group[str(level)]
+        raise InvalidParameterError(
+            f"`level` must name an array of {path!r} ({arrays}); got {level!r}."
+        )
+    if len(arrays) == 1:
+        return group[arrays[0]]
+    raise InvalidImageError(
+        f"`{name}` {path!r} is a zarr group with "
+        f"{'no arrays' if not arrays else 'several arrays ' + str(arrays)} and no OME-Zarr "
+        "multiscales metadata; pass the path of one array (e.g. 'store.zarr/0')."
+    )
+
+
+def _open_tiff(path: str) -> Any:
+    import zarr
+
+    try:
+        import tifffile
+    except ImportError:
+        from .errors import missing_dependency
+
+        raise missing_dependency("tifffile", "tiff", "Reading TIFF images") from None
+    store = tifffile.imread(path, aszarr=True)
+    node = zarr.open(store, mode="r")
+    if isinstance(node, zarr.Array):
+        return node
+    return node[sorted(k for k, _ in node.arrays())[0]]
+
+
+def open_image(
+    image: Any,
+    *,
+    channel_axis: int | None = None,
+    level: int | str | None = None,
+    name: str = "image",
+) -> ImageSource:
+    """Wrap ``image`` (path, URL, numpy, dask or zarr array) as an :class:`ImageSource`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> src = open_image(np.zeros((3, 4, 5)), channel_axis=0)
+    >>> src.shape, src.read((slice(0, 2), slice(1, 3))).shape
+    ((4, 5), (3, 2, 2))
+    """
+    import zarr
+
+    if isinstance(image, os.PathLike):
+        image = os.fspath(image)
+    if isinstance(image, str):
+        description = image
+        is_url = "://" in image
+        if not is_url and not os.path.exists(image):
+            raise ImageNotFoundError(f"`{name}` path does not exist: {image!r}.")
+        if image.lower().endswith(TIFF_SUFFIXES):
+            array = _open_tiff(image)
+        else:
+            array = _open_zarr_path(image, level, name)
+    elif isinstance(image, np.ndarray | zarr.Array) or _is_dask_array(image):
+        array, description = image, type(image).__name__
+    else:
+        raise InvalidImageError(
+            f"`{name}` must be a path or URL to a zarr array/group or TIFF, a numpy array, a "
+            f"dask array or a zarr array; got an object of type {type(image).__name__}."
+        )
+    dtype = np.dtype(array.dtype)
+    if dtype.kind not in "biuf":
+        raise InvalidImageError(f"`{name}` must have a numeric dtype; got dtype {dtype}.")
+    ndim = len(array.shape)
+    if channel_axis is not None:
+        if isinstance(channel_axis, bool) or not isinstance(channel_axis, int | np.integer):
+            raise InvalidParameterError(
+                f"`channel_axis` must be an integer axis index or None; got {channel_axis!r}."
+            )
+        if not -ndim <= channel_axis < ndim:
+            raise InvalidParameterError(
+                f"`channel_axis` must be an axis of the {ndim}-D image "
+                f"(-{ndim}..{ndim - 1}); got {channel_axis}."
+            )
+        channel_axis = int(channel_axis) % ndim
+    source = ImageSource(array=array, channel_axis=channel_axis, description=description)
+    if source.ndim < 1 or any(n == 0 for n in source.shape):
+        raise InvalidImageError(
+            f"`{name}` must have at least one spatial axis and no empty axis; got shape "
+            f"{tuple(array.shape)}."
+        )
+    return source

@@ -1,0 +1,168 @@
+"""Stage 2 — tiles: run ``fn`` once per tile and stage its labels.
+
+For each tile: read the halo box, call ``fn``, check the result against the label
+contract, crop it to the core, renumber it to local labels ``1..n`` and write the labels
+and face planes to the staging store. Only a :class:`TileSummary` (a few integers) goes
+back to the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import fastremap
+import numpy as np
+
+from ._plan import Tile, TilePlan
+from ._source import ImageSource
+from ._staging import Staging
+from .errors import InvalidLabelsError, LabelOverflowError, TileFunctionError
+
+
+@dataclass(frozen=True)
+class TileSummary:
+    """What the client learns about one staged tile."""
+
+    index: int
+    n_labels: int
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class TileJob:
+    """Everything a worker needs to stage tiles; shipped once per run, not per tile."""
+
+    plan: TilePlan
+    staging: Staging
+    labels_dtype: np.dtype
+    source: ImageSource | None = None
+    fn: Callable[[np.ndarray], Any] | None = None
+    skip_empty: bool = False
+    empty_threshold: float | None = None
+
+
+def _as_numpy(result: Any) -> Any:
+    """Bring array-likes (cupy, torch, dask, lists) to NumPy; leave other objects alone."""
+    if isinstance(result, np.ndarray):
+        return result
+    module = type(result).__module__.split(".")[0]
+    if module == "cupy":
+        return result.get()
+    if module == "torch":
+        return result.detach().cpu().numpy()
+    if hasattr(result, "__array__") and hasattr(result, "shape"):
+        return np.asarray(result)
+    return result
+
+
+def check_labels(
+    result: Any, expected_shape: tuple[int, ...], tile: Tile, *, origin: str = "`fn`"
+) -> np.ndarray:
+    """Check ``result`` against the label contract; return it as a NumPy array.
+
+    Examples
+    --------
+    >>> from patchworks._plan import TilePlan
+    >>> tile = TilePlan((4, 4), (4, 4), (0, 0)).tile(0)
+    >>> check_labels(np.zeros((4, 4), "float32"), (4, 4), tile)
+    Traceback (most recent call last):
+    ...
+    patchworks.errors.InvalidLabelsError: `fn` must return integer labels; got dtype float32 for tile 0 (grid position (0, 0), box [0:4, 0:4]).
+    """
+    where = f"for {tile.describe()}"
+    result = _as_numpy(result)
+    if not isinstance(result, np.ndarray):
+        raise InvalidLabelsError(
+            f"{origin} must return a NumPy array of integer labels; got an object of type "
+            f"{type(result).__name__} {where}."
+        )
+    if result.shape != expected_shape:
+        raise InvalidLabelsError(
+            f"{origin} must return labels with the tile's spatial shape {expected_shape}; "
+            f"got shape {result.shape} {where}."
+        )
+    if result.dtype.kind not in "iu":
+        raise InvalidLabelsError(
+            f"{origin} must return integer labels; got dtype {result.dtype} {where}."
+        )
+    if result.dtype.kind == "i" and result.size and result.min() < 0:
+        raise InvalidLabelsError(
+            f"{origin} must return non-negative labels (0 = background); got minimum "
+            f"{int(result.min())} {where}."
+        )
+    return result
+
+
+def to_local_labels(
+    labels: np.ndarray, labels_dtype: np.dtype, tile: Tile
+) -> tuple[np.ndarray, int]:
+    """Renumber labels to ``1..n`` in order of first appearance (0 stays 0).
+
+    The renumbering is deterministic, so the relabel stage can repeat it on a block read
+    back from a user's store and get the same local labels.
+    """
+    local, _ = fastremap.renumber(labels, preserve_zero=True, in_place=False)
+    n_labels = int(local.max()) if local.size else 0
+    if n_labels > np.iinfo(labels_dtype).max:
+        raise LabelOverflowError(
+            f"{tile.describe()} has {n_labels} labels, more than the output `dtype` "
+            f"{labels_dtype} can hold ({np.iinfo(labels_dtype).max}); pass dtype='int64'."
+        )
+    return local, n_labels
+
+
+def stage_local_labels(job: TileJob, tile: Tile, local: np.ndarray, n_labels: int) -> None:
+    """Write a tile's local labels and face planes to the staging store."""
+    if job.staging.labels is not None and n_labels:
+        job.staging.labels[tile.core] = local.astype(job.labels_dtype, copy=False)
+    if n_labels:
+        job.staging.write_faces(job.plan, tile.position, local)
+
+
+def run_fn(job: TileJob, tile: Tile, data: np.ndarray) -> np.ndarray:
+    """Call ``fn`` on the halo'd tile data, check the result and crop it to the core."""
+    assert job.fn is not None
+    try:
+        result = job.fn(data)
+    except Exception as exc:
+        raise TileFunctionError(
+            f"`fn` raised {type(exc).__name__}: {exc} on {tile.describe()}."
+        ) from exc
+    labels = check_labels(result, tile.halo_shape, tile)
+    return labels[tile.crop]
+
+
+def process_tile(job: TileJob, index: int) -> TileSummary:
+    """Stage 2 for one tile of ``tile_process``: read, ``fn``, check, crop, stage."""
+    assert job.source is not None
+    tile = job.plan.tile(index)
+    data = job.source.read(tile.halo_box)
+    if job.skip_empty:
+        core = data[job.source.full_box(tile.crop)]
+        threshold = 0 if job.empty_threshold is None else job.empty_threshold
+        if core.size == 0 or core.max() <= threshold:
+            return TileSummary(index=index, n_labels=0, skipped=True)
+    labels = run_fn(job, tile, data)
+    local, n_labels = to_local_labels(labels, job.labels_dtype, tile)
+    stage_local_labels(job, tile, local, n_labels)
+    return TileSummary(index=index, n_labels=n_labels)
+
+
+def stage_label_block(job: TileJob, index: int, block: Any) -> TileSummary:
+    """Stage 2 for a tile whose labels already exist (``merge_tile_labels``)."""
+    tile = job.plan.tile(index)
+    labels = check_labels(block, tile.core_shape, tile, origin="the labeled input")
+    local, n_labels = to_local_labels(labels, job.labels_dtype, tile)
+    stage_local_labels(job, tile, local, n_labels)
+    return TileSummary(index=index, n_labels=n_labels)
+
+
+def scan_label_store(job: TileJob, index: int) -> TileSummary:
+    """Stage 2 for a tile of a user's label store: faces only, labels stay where they are."""
+    assert job.source is not None
+    tile = job.plan.tile(index)
+    return stage_label_block(job, index, job.source.read(tile.core))
+
+

@@ -1,0 +1,85 @@
+"""Exceptions raised by patchworks.
+
+Every exception derives from :class:`PatchworksError` *and* from the builtin a caller
+would expect, so ``except ValueError`` keeps working for code that does not know about
+patchworks. Messages state the rule and the value received, for example::
+
+    `tile_shape` must have one entry per image axis (3); got (512, 512).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ClusterConfigurationError",
+    "ImageNotFoundError",
+    "IncompleteOutputError",
+    "InvalidImageError",
+    "InvalidLabelsError",
+    "InvalidParameterError",
+    "LabelOverflowError",
+    "MissingDependencyError",
+    "OutputExistsError",
+    "ParameterTypeError",
+    "PatchworksError",
+    "TileFunctionError",
+]
+
+
+class PatchworksError(Exception):
+    """Root of every error raised by patchworks."""
+
+
+class InvalidParameterError(PatchworksError, ValueError):
+    """A parameter has a value outside what is accepted (names the parameter and value)."""
+
+
+class ParameterTypeError(PatchworksError, TypeError):
+    """A parameter has the wrong type (for example a ``fn`` that is not callable)."""
+
+
+class InvalidImageError(PatchworksError, ValueError):
+    """The ``image`` (or ``labeled``) input cannot be read as an array."""
+
+
+class ImageNotFoundError(PatchworksError, FileNotFoundError):
+    """The ``image`` path does not exist."""
+
+
+class InvalidLabelsError(PatchworksError, ValueError):
+    """Labels returned by ``fn`` (or read from a label store) break the label contract.
+
+    The contract: an integer (not bool, not float) array with the tile's spatial shape,
+    no negative values, 0 meaning background.
+    """
+
+
+class LabelOverflowError(InvalidLabelsError, OverflowError):
+    """There are more labels than the output ``dtype`` can hold."""
+
+
+class TileFunctionError(PatchworksError, RuntimeError):
+    """``fn`` raised while processing a tile; the original exception is chained."""
+
+
+class OutputExistsError(PatchworksError, FileExistsError):
+    """``write_to`` already exists and ``overwrite=True`` was not given."""
+
+
+class IncompleteOutputError(PatchworksError, RuntimeError):
+    """An output store was found that a previous run did not finish."""
+
+
+class ClusterConfigurationError(PatchworksError, RuntimeError):
+    """The active dask client cannot run patchworks (for example an in-process cluster)."""
+
+
+class MissingDependencyError(PatchworksError, ImportError):
+    """An optional dependency is needed; the message gives the ``pip install`` line."""
+
+
+def missing_dependency(package: str, extra: str, purpose: str) -> MissingDependencyError:
+    """Build the error raised when an optional dependency is not installed."""
+    return MissingDependencyError(
+        f"{purpose} needs the optional package {package!r}, which is not installed; "
+        f'install it with: pip install "patchworks[{extra}]"'
+    )

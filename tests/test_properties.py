@@ -1,0 +1,67 @@
+"""The central property: tiled labeling equals whole-image scipy.ndimage.label."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+from conftest import same_partition
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy import ndimage as ndi
+
+from patchworks import merge_tile_labels, tile_process
+
+
+@st.composite
+def scenes(draw):
+    ndim = draw(st.integers(1, 3))
+    shape = tuple(draw(st.integers(1, 14 if ndim == 3 else 30)) for _ in range(ndim))
+    tile_shape = tuple(draw(st.integers(1, n + 2)) for n in shape)
+    overlap = draw(st.one_of(
+        st.integers(0, 5), st.tuples(*[st.integers(0, 6) for _ in range(ndim)])
+    ))
+    connectivity = draw(st.integers(1, ndim))
+    seed = draw(st.integers(0, 2**32 - 1))
+    density = draw(st.floats(0.1, 0.9))
+    binary = np.random.default_rng(seed).random(shape) < density
+    return binary, tile_shape, overlap, connectivity
+
+
+def _labeler(connectivity: int, ndim: int):
+    structure = ndi.generate_binary_structure(ndim, connectivity)
+
+    def fn(tile):
+        return ndi.label(tile, structure=structure)[0]
+
+    return fn, structure
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenes(), st.booleans())
+def test_tile_process_equals_whole_image_label(scene, sequential):
+    binary, tile_shape, overlap, connectivity = scene
+    fn, structure = _labeler(connectivity, binary.ndim)
+    expected, n_expected = ndi.label(binary, structure=structure)
+    result = tile_process(
+        binary.astype("uint8"), fn, tile_shape=tile_shape, overlap=overlap,
+        connectivity=connectivity, sequential_labels=sequential, compute=True,
+    )
+    assert same_partition(result, expected)
+    assert result.min() >= 0
+    if sequential:
+        assert np.array_equal(np.unique(result[result > 0]), np.arange(1, n_expected + 1))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenes(), st.booleans())
+def test_merge_tile_labels_on_user_tiling_equals_whole_image_label(scene, sequential):
+    binary, tile_shape, _, connectivity = scene
+    fn, structure = _labeler(connectivity, binary.ndim)
+    expected, n_expected = ndi.label(binary, structure=structure)
+    labeled = da.from_array(binary, chunks=tile_shape).map_blocks(fn, dtype="int32")
+    result = merge_tile_labels(
+        labeled, connectivity=connectivity, sequential_labels=sequential, compute=True
+    )
+    assert same_partition(result, expected)
+    if sequential:
+        assert np.array_equal(np.unique(result[result > 0]), np.arange(1, n_expected + 1))
