@@ -256,9 +256,9 @@ temp_dir, keep_temp, retries
     Examples
     --------
     >>> import numpy as np, dask.array as da
-    >>> tiles = da.from_array(np.array([[1, 1, 1, 1], [0, 0, 2, 0]]), chunks=(2, 2))
-    >>> merge_tile_labels(tiles, compute=True, sequential_labels=True).tolist()
-    [[1, 1, 1, 1], [0, 0, 2, 0]]
+    >>> tiles = da.from_array(np.array([[1, 1, 1, 0], [0, 0, 0, 2]]), chunks=(2, 2))
+    >>> merge_tile_labels(tiles, connectivity=1, sequential_labels=True, compute=True).tolist()
+    [[1, 1, 1, 0], [0, 0, 0, 2]]
     """
     import dask.array as da
 
