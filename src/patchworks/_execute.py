@@ -67,8 +67,8 @@ def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
     return tqdm(total=total, desc=desc, unit="tile", disable=not enabled, leave=True)
 
 
-def _call(index: int, func: Callable[[Any, int], Any], job: Any) -> Any:
-    return func(job, index)
+def _call(index: int, stage: Callable[[Any, int], Any], job: Any) -> Any:
+    return stage(job, index)
 
 
 class Executor:
@@ -164,7 +164,7 @@ class Executor:
             if not batch:
                 return []
             futures = client.map(
-                _call, batch, func=func, job=job_future, pure=False, retries=self.retries
+                _call, batch, stage=func, job=job_future, pure=False, retries=self.retries
             )
             index_of.update((f.key, i) for f, i in zip(futures, batch, strict=True))
             return futures

@@ -88,7 +88,12 @@ def _open_zarr_path(path: str, level: int | str | None, name: str) -> Any:
     try:
         node = zarr.open(path, mode="r")
     except FileNotFoundError:
-        raise ImageNotFoundError(f"`{name}` path does not exist: {path!r}.") from None
+        if "://" in path or not os.path.exists(path):
+            raise ImageNotFoundError(f"`{name}` path does not exist: {path!r}.") from None
+        raise InvalidImageError(
+            f"`{name}` must be a zarr array or group, a TIFF file, or an array; {path!r} "
+            "exists but holds no zarr metadata (.zarray/.zgroup or zarr.json)."
+        ) from None
     except Exception as exc:
         raise InvalidImageError(
             f"`{name}` must be a zarr array or group, a TIFF file, or an array; "
