@@ -100,7 +100,7 @@ def test_connectivity_outside_range(image, connectivity):
 def test_bad_dtype_and_iou_threshold(image):
     with pytest.raises(InvalidParameterError, match="`dtype` must be an integer dtype"):
         tile_process(image, label_fn, tile_shape=(8, 8), dtype="float32")
-    with pytest.raises(InvalidParameterError, match=r"`iou_threshold` must be a number in \(0, 1\]; got 1.5"):
+    with pytest.raises(InvalidParameterError, match=r"`iou_threshold` must be a number in \(0, 1\]"):
         tile_process(image, label_fn, tile_shape=(8, 8), iou_threshold=1.5)
 
 
@@ -111,7 +111,7 @@ def test_fn_not_callable(image):
 
 
 def test_path_that_does_not_exist():
-    with pytest.raises(ImageNotFoundError, match="`image` path does not exist: 'nope.zarr'"):
+    with pytest.raises(ImageNotFoundError, match=re.escape("`image` path does not exist: 'nope.zarr'")):
         tile_process("nope.zarr", label_fn)
 
 
@@ -200,7 +200,7 @@ def test_fn_raising_names_tile_and_chains(image):
 
 def test_existing_write_to_is_refused_then_replaced_with_overwrite(image):
     tile_process(image, label_fn, tile_shape=(8, 8), write_to="out.zarr")
-    with pytest.raises(OutputExistsError, match="`write_to` 'out.zarr' already exists") as info:
+    with pytest.raises(OutputExistsError, match=re.escape("`write_to` 'out.zarr' already exists")) as info:
         tile_process(image, label_fn, tile_shape=(8, 8), write_to="out.zarr")
     assert isinstance(info.value, FileExistsError)
     replaced = tile_process(np.zeros_like(image), label_fn, tile_shape=(8, 8),
@@ -219,10 +219,12 @@ def test_write_to_same_as_input(tmp_path):
 def test_in_process_client_is_refused(image):
     from distributed import Client, LocalCluster
 
-    with LocalCluster(processes=False, n_workers=1, dashboard_address=None) as cluster, \
-            Client(cluster):
-        with pytest.raises(ClusterConfigurationError, match="make_local_cluster"):
-            tile_process(image, label_fn, tile_shape=(8, 8))
+    with (
+        LocalCluster(processes=False, n_workers=1, dashboard_address=None) as cluster,
+        Client(cluster),
+        pytest.raises(ClusterConfigurationError, match="make_local_cluster"),
+    ):
+        tile_process(image, label_fn, tile_shape=(8, 8))
 
 
 def test_merge_tile_labels_bad_inputs(image):

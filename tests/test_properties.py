@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dask.array as da
 import numpy as np
-from conftest import same_partition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
+from conftest import same_partition
 from patchworks import merge_tile_labels, tile_process
 
 

@@ -132,7 +132,8 @@ class Executor:
     def _map_threads(self, func, job, indices: Iterable[int], collect, bar) -> None:
         pending: dict[Any, int] = {}
         todo = iter(indices)
-        with ThreadPoolExecutor(max_workers=self.n_workers, thread_name_prefix="patchworks") as pool:
+        threads = ThreadPoolExecutor(max_workers=self.n_workers, thread_name_prefix="patchworks")
+        with threads as pool:
             try:
                 while True:
                     while len(pending) < self._window():
@@ -202,7 +203,7 @@ class Executor:
             wanted = {task.key for task in tasks}
 
             class _Tick(Callback):
-                def _posttask(self, key, result, dsk, state, worker_id):  # noqa: ARG002
+                def _posttask(self, key, result, dsk, state, worker_id):
                     if key in wanted:
                         bar.update()
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from ._version import __version__
 from ._execute import Executor
 from ._faces import EMPTY_PAIRS, FaceJob, tile_pairs
 from ._labelmap import LabelMap, build_label_map
@@ -33,6 +32,7 @@ from ._relabel import RelabelJob, lazy_relabel, relabel_tile
 from ._source import ImageSource, open_image
 from ._staging import Staging, create_staging, remove_tree, scratch_dir
 from ._tiles import TileJob, process_tile, scan_label_store, stage_label_block
+from ._version import __version__
 from .errors import InvalidImageError, InvalidParameterError
 
 logger = logging.getLogger(__name__)

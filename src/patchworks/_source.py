@@ -64,7 +64,7 @@ class ImageSource:
     def full_box(self, box: tuple[slice, ...]) -> tuple[slice, ...]:
         if self.channel_axis is None:
             return box
-        return box[: self.channel_axis] + (slice(None),) + box[self.channel_axis :]
+        return (*box[: self.channel_axis], slice(None), *box[self.channel_axis :])
 
     def read(self, box: tuple[slice, ...]) -> np.ndarray:
         """Read a spatial box (all channels) as a NumPy array."""

@@ -66,10 +66,10 @@ def check_labels(
     --------
     >>> from patchworks._plan import TilePlan
     >>> tile = TilePlan((4, 4), (4, 4), (0, 0)).tile(0)
-    >>> check_labels(np.zeros((4, 4), "float32"), (4, 4), tile)
+    >>> check_labels(np.zeros((4, 4), "float32"), (4, 4), tile)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    patchworks.errors.InvalidLabelsError: `fn` must return integer labels; got dtype float32 for tile 0 (grid position (0, 0), box [0:4, 0:4]).
+    patchworks.errors.InvalidLabelsError: `fn` must return integer labels; got dtype float32 ...
     """
     where = f"for {tile.describe()}"
     result = _as_numpy(result)
