@@ -63,8 +63,12 @@ def _relabel_chunk(block: np.ndarray, job: RelabelJob, block_info: Any = None) -
 def lazy_relabel(job: RelabelJob) -> Any:
     """A dask array of final labels computed on the fly from ``job.labels``."""
     import dask.array as da
+    import zarr
 
-    labels = da.from_zarr(job.labels) if not isinstance(job.labels, da.Array) else job.labels
+    if isinstance(job.labels, zarr.Array):
+        labels = da.from_zarr(job.labels)
+    else:
+        labels = da.asarray(job.labels, chunks=job.plan.tile_shape)
     labels = labels.rechunk(job.plan.tile_shape)
     return labels.map_blocks(
         _relabel_chunk,
