@@ -1,10 +1,11 @@
 """Stage 3 — faces: find labels that touch across the face between neighbouring cores.
 
 Each tile looks *down* every axis: it pairs the first plane of its own core with the last
-plane of the tile below, read one voxel wider on every other axis so that diagonal
-neighbours (edges and corners, when ``connectivity`` allows them) are included. Every pair
-of touching voxels in different tiles is examined by exactly one tile, and only thin face
-planes are read.
+plane of the tile below, widened by one voxel on every other axis with the edges of the
+diagonal neighbours (edges and corners, when ``connectivity`` allows them). Every pair of
+touching voxels in different tiles is examined by exactly one tile, and only face slabs are
+read: a task handles a batch of tiles and fetches the face rows of the batch and of its
+lower neighbours in one request.
 
 Labels are *tagged* as ``tile_index << 32 | local_label`` so the client can turn them into
 provisional IDs once it knows how many labels each tile holds.
@@ -18,19 +19,35 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._plan import TilePlan
-from ._staging import Staging
+from ._staging import FACE_DTYPE, Staging
 
 TAG_SHIFT = 32
 EMPTY_PAIRS = np.empty((0, 2), dtype=np.int64)
+#: Tiles per face task: enough to share neighbour reads and amortise task overhead.
+FACE_BATCH = 16
 
 
 @dataclass(frozen=True)
 class FaceJob:
-    """Everything a worker needs to find touching pairs; shipped once per run."""
+    """Everything a worker needs to find touching pairs; shipped once per run.
+
+    ``tiles`` are the sorted indices of the tiles that hold labels (the others have no
+    faces); task ``k`` handles ``tiles[k * batch : (k + 1) * batch]``.
+    """
 
     plan: TilePlan
     staging: Staging
     connectivity: int
+    tiles: np.ndarray
+    batch: int = FACE_BATCH
+
+    @property
+    def n_batches(self) -> int:
+        return -(-len(self.tiles) // self.batch)
+
+    def holds_labels(self, index: int) -> bool:
+        k = int(np.searchsorted(self.tiles, index))
+        return k < len(self.tiles) and int(self.tiles[k]) == index
 
 
 def cross_offsets(ndim: int, axis: int, connectivity: int) -> list[tuple[int, ...]]:
@@ -60,7 +77,47 @@ def tag(tile_index: np.ndarray | int, local: np.ndarray) -> np.ndarray:
     return (np.asarray(tile_index, dtype=np.int64) << TAG_SHIFT) | local.astype(np.int64)
 
 
-def _pairs_across(job: FaceJob, position: tuple[int, ...], axis: int) -> np.ndarray:
+def _lower_neighbours(job: FaceJob, position: tuple[int, ...], axis: int):
+    """Grid positions one step down ``axis`` whose hi slab can touch this tile's core."""
+    plan = job.plan
+    others = [b for b in range(plan.ndim) if b != axis]
+    for delta in cross_offsets(plan.ndim, axis, job.connectivity):
+        near = list(position)
+        near[axis] -= 1
+        for b, d in zip(others, delta, strict=True):
+            near[b] += d
+        if all(0 <= p < g for p, g in zip(near, plan.grid, strict=True)):
+            yield tuple(near)
+
+
+def _wide_lower(
+    job: FaceJob, rows: dict[int, np.ndarray], position: tuple[int, ...], axis: int,
+    wide: tuple[slice, ...],
+) -> np.ndarray:
+    """The hi planes below the core at ``position``, assembled over the ``wide`` box."""
+    plan, layout = job.plan, job.staging.layout
+    lower = np.zeros(
+        tuple(1 if b == axis else w.stop - w.start for b, w in enumerate(wide)), FACE_DTYPE
+    )
+    for near in _lower_neighbours(job, position, axis):
+        row = rows.get(plan.index(near))
+        if row is None:
+            continue  # a tile without labels
+        core = plan.core(near)
+        slab = layout.slab(row, axis, "hi", tuple(c.stop - c.start for c in core))
+        src, dst = [slice(0, 1)] * plan.ndim, [slice(0, 1)] * plan.ndim
+        for b in range(plan.ndim):
+            if b != axis:
+                lo, hi = max(core[b].start, wide[b].start), min(core[b].stop, wide[b].stop)
+                src[b] = slice(lo - core[b].start, hi - core[b].start)
+                dst[b] = slice(lo - wide[b].start, hi - wide[b].start)
+        lower[tuple(dst)] = slab[tuple(src)]
+    return lower
+
+
+def _pairs_across(
+    job: FaceJob, rows: dict[int, np.ndarray], position: tuple[int, ...], axis: int
+) -> np.ndarray:
     plan = job.plan
     core = plan.core(position)
     wide = tuple(
@@ -68,10 +125,12 @@ def _pairs_across(job: FaceJob, position: tuple[int, ...], axis: int) -> np.ndar
         for b, c in enumerate(core)
     )
     # Both planes keep ``axis`` as a length-1 axis, so 1-D images need no special case.
-    upper = job.staging.read_face(plan, axis, position[axis], "lo", core)
+    upper = job.staging.layout.slab(
+        rows[plan.index(position)], axis, "lo", tuple(c.stop - c.start for c in core)
+    )
     if not upper.any():
         return EMPTY_PAIRS
-    lower = job.staging.read_face(plan, axis, position[axis] - 1, "hi", wide)
+    lower = _wide_lower(job, rows, position, axis, wide)
     others = [b for b in range(plan.ndim) if b != axis]
     found = []
     for delta in cross_offsets(plan.ndim, axis, job.connectivity):
@@ -102,14 +161,25 @@ def _pairs_across(job: FaceJob, position: tuple[int, ...], axis: int) -> np.ndar
     return np.unique(np.concatenate(found), axis=0)
 
 
-def tile_pairs(job: FaceJob, index: int) -> np.ndarray:
-    """Tagged label pairs touching across the lower faces of tile ``index``."""
-    position = job.plan.position(index)
-    pairs = [
-        _pairs_across(job, position, axis)
-        for axis in range(job.plan.ndim)
-        if position[axis] > 0
-    ]
+def batch_pairs(job: FaceJob, batch_index: int) -> np.ndarray:
+    """Tagged label pairs touching across the lower faces of the tiles of one batch."""
+    plan = job.plan
+    batch = job.tiles[batch_index * job.batch : (batch_index + 1) * job.batch]
+    wanted = {int(i) for i in batch}
+    for index in batch:
+        position = plan.position(int(index))
+        for axis in range(plan.ndim):
+            if position[axis] > 0:
+                wanted.update(plan.index(near) for near in _lower_neighbours(job, position, axis))
+    rows = job.staging.read_faces(np.array([i for i in wanted if job.holds_labels(i)]))
+    pairs = []
+    for index in batch:
+        position = plan.position(int(index))
+        pairs.extend(
+            _pairs_across(job, rows, position, axis)
+            for axis in range(plan.ndim)
+            if position[axis] > 0
+        )
     pairs = [p for p in pairs if p.size]
     if not pairs:
         return EMPTY_PAIRS

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._execute import Executor
-from ._faces import EMPTY_PAIRS, FaceJob, tile_pairs
+from ._faces import EMPTY_PAIRS, FaceJob, batch_pairs
 from ._labelmap import LabelMap, build_label_map
 from ._output import check_write_to, mark_complete, publish
 from ._params import (
@@ -378,8 +378,10 @@ def _merge(run: _Run, *, compute: bool) -> Any:
 
     plan, executor = run.plan, run.executor
     occupied = [int(i) for i in np.flatnonzero(run.counts)]
-    face_job = FaceJob(plan=plan, staging=run.staging, connectivity=run.connectivity)
-    pairs = [p for p in executor.map(tile_pairs, face_job, occupied, desc="faces") if p.size]
+    face_job = FaceJob(plan=plan, staging=run.staging, connectivity=run.connectivity,
+                       tiles=np.asarray(occupied, dtype=np.int64))
+    batches = range(face_job.n_batches)
+    pairs = [p for p in executor.map(batch_pairs, face_job, batches, desc="faces") if p.size]
     label_map = build_label_map(
         run.counts,
         np.concatenate(pairs) if pairs else EMPTY_PAIRS,
@@ -452,8 +454,7 @@ def _run_info(run: _Run, label_map: LabelMap) -> dict[str, Any]:
 
 
 def _drop_faces(staging: Staging) -> None:
-    for faces in (*staging.faces_lo, *staging.faces_hi):
-        remove_tree(str(faces.store.root))
+    remove_tree(str(staging.faces.store.root))
 
 
 def _remove_when_unused(anchor: Any, scratch: str | None) -> None:

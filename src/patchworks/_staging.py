@@ -4,16 +4,19 @@ Two things are staged, both as zarr arrays whose chunks are aligned to tiles so 
 writes whole chunks and no locks are needed:
 
 * ``labels`` — each tile's core labels renumbered to *local labels* ``1..n`` (0 stays
-  background). When ``write_to`` is given this is the output array itself, which the
+  background). When ``write_to`` is given this becomes the output array itself, which the
   relabel stage rewrites in place: no second full copy on disk.
-* ``faces`` — for every axis, the first (``lo``) and last (``hi``) plane of every tile's
-  core, in local labels. The face stage reads only these thin planes to find labels that
-  touch across tile boundaries, never whole tiles.
+* ``faces`` — one row per tile holding all its *face slabs*: for every axis the first
+  (``lo``) and last (``hi``) plane of the tile's core, in local labels, flattened one after
+  the other (see :class:`FaceLayout`). A tile writes its faces as one chunk, and the face
+  stage reads the rows of a batch of tiles and their lower neighbours in one request,
+  never whole tiles.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import tempfile
@@ -22,22 +25,82 @@ from typing import Any
 
 import numpy as np
 
+from ._codecs import label_compressors
 from ._plan import TilePlan
 
 FACE_DTYPE = np.dtype("uint32")
 
 
-def face_shape(plan: TilePlan, axis: int) -> tuple[int, ...]:
-    """Shape of the face array of ``axis``: one plane per grid row along that axis."""
-    shape = list(plan.shape)
-    shape[axis] = plan.grid[axis]
-    return tuple(shape)
+@dataclass(frozen=True)
+class FaceLayout:
+    """Where each face slab sits in a tile's row of the ``faces`` array.
 
+    Every slab is stored with the full tile shape (length 1 along its axis); tiles at the
+    image border fill only the part covered by their core and leave zeros elsewhere. On an
+    axis where tiles are one voxel thick the ``lo`` and ``hi`` slabs are the same plane and
+    stored once.
 
-def face_chunks(plan: TilePlan, axis: int) -> tuple[int, ...]:
-    chunks = list(plan.tile_shape)
-    chunks[axis] = 1
-    return tuple(chunks)
+    Examples
+    --------
+    >>> layout = FaceLayout.of((2, 3))
+    >>> layout.row_length
+    10
+    >>> layout.slab_shape(0), layout.slab_shape(1)
+    ((1, 3), (2, 1))
+    >>> [layout.start(0, "lo"), layout.start(0, "hi"), layout.start(1, "lo"),
+    ...  layout.start(1, "hi")]
+    [0, 3, 6, 8]
+    """
+
+    tile_shape: tuple[int, ...]
+    starts: tuple[tuple[int, int], ...]  # per axis: (start of lo, start of hi)
+    row_length: int
+
+    @classmethod
+    def of(cls, tile_shape: tuple[int, ...]) -> FaceLayout:
+        starts, cursor = [], 0
+        for axis, size in enumerate(tile_shape):
+            slab = math.prod(tile_shape) // size
+            lo = cursor
+            cursor += slab
+            hi = lo
+            if size > 1:
+                hi = cursor
+                cursor += slab
+            starts.append((lo, hi))
+        return cls(tile_shape=tuple(tile_shape), starts=tuple(starts), row_length=cursor)
+
+    def slab_shape(self, axis: int) -> tuple[int, ...]:
+        shape = list(self.tile_shape)
+        shape[axis] = 1
+        return tuple(shape)
+
+    def start(self, axis: int, side: str) -> int:
+        return self.starts[axis][0 if side == "lo" else 1]
+
+    def pack(self, local: np.ndarray) -> np.ndarray:
+        """One row holding every face slab of the core labels ``local``."""
+        row = np.zeros(self.row_length, dtype=FACE_DTYPE)
+        for axis in range(local.ndim):
+            for side, plane in (("lo", 0), ("hi", -1)):
+                if side == "hi" and self.tile_shape[axis] == 1:
+                    continue
+                shape = self.slab_shape(axis)
+                start = self.start(axis, side)
+                slab = row[start : start + math.prod(shape)].reshape(shape)
+                core = np.take(local, [plane], axis=axis)
+                slab[tuple(slice(0, n) for n in core.shape)] = core
+        return row
+
+    def slab(
+        self, row: np.ndarray, axis: int, side: str, core_shape: tuple[int, ...]
+    ) -> np.ndarray:
+        """The ``side`` slab of ``axis`` from a packed row, cropped to ``core_shape``."""
+        start = self.start(axis, side)
+        shape = self.slab_shape(axis)
+        slab = row[start : start + math.prod(shape)].reshape(shape)
+        return slab[tuple(slice(0, 1) if b == axis else slice(0, n)
+                          for b, n in enumerate(core_shape))]
 
 
 @dataclass(frozen=True)
@@ -49,43 +112,31 @@ class Staging:
     labels : zarr.Array or None
         Per-tile local labels (chunks = tile shape), or None when the labels are read from
         the user's own label store (``merge_tile_labels`` on a zarr path).
-    faces_lo, faces_hi : tuple of zarr.Array
-        Per axis, the first and last core plane of every tile, in local labels.
+    faces : zarr.Array
+        Shape ``(n_tiles, layout.row_length)``, one chunk per tile: every face slab of the
+        tile in local labels (tiles without labels are never written and read as zeros).
+    layout : FaceLayout
+        Where each slab sits in a row of ``faces``.
     scratch : str or None
         Directory of temporary data to delete at the end of the run.
     """
 
     labels: Any
-    faces_lo: tuple[Any, ...]
-    faces_hi: tuple[Any, ...]
+    faces: Any
+    layout: FaceLayout
     scratch: str | None
 
-    def write_faces(self, plan: TilePlan, position: tuple[int, ...], local: np.ndarray) -> None:
-        """Store the lo/hi core planes of the tile at ``position``."""
-        core = plan.core(position)
-        for axis in range(plan.ndim):
-            box = list(core)
-            box[axis] = slice(position[axis], position[axis] + 1)
-            lo = np.take(local, [0], axis=axis).astype(FACE_DTYPE, copy=False)
-            self.faces_lo[axis][tuple(box)] = lo
-            if self.faces_hi[axis] is not self.faces_lo[axis]:
-                hi = np.take(local, [-1], axis=axis).astype(FACE_DTYPE, copy=False)
-                self.faces_hi[axis][tuple(box)] = hi
+    def write_faces(self, index: int, local: np.ndarray) -> None:
+        """Store every face slab of tile ``index`` (core labels ``local``) as one chunk."""
+        self.faces[index : index + 1] = self.layout.pack(local)[None]
 
-    def read_face(
-        self, plan: TilePlan, axis: int, row: int, side: str, box: tuple[slice, ...]
-    ) -> np.ndarray:
-        """Read the ``side`` ("lo" or "hi") planes of grid row ``row`` over ``box``.
-
-        ``box`` spans the other axes (its entry for ``axis`` is ignored); the result has
-        length 1 along ``axis``.
-        """
-        region = list(box)
-        region[axis] = slice(row, row + 1)
-        if side == "hi" and plan.tile_shape[axis] == 1:
-            side = "lo"  # one-voxel-thick tiles: the first plane is the last one
-        faces = self.faces_lo if side == "lo" else self.faces_hi
-        return np.asarray(faces[axis][tuple(region)])
+    def read_faces(self, indices: np.ndarray) -> dict[int, np.ndarray]:
+        """The packed face rows of tiles ``indices``, fetched in one request."""
+        indices = np.unique(np.asarray(indices, dtype=np.int64))
+        if not indices.size:
+            return {}
+        rows = self.faces.get_orthogonal_selection((indices, slice(None)))
+        return {int(i): rows[k] for k, i in enumerate(indices)}
 
 
 def _create_array(path: str, shape, chunks, dtype, *, attributes=None) -> Any:
@@ -97,9 +148,11 @@ def _create_array(path: str, shape, chunks, dtype, *, attributes=None) -> Any:
         chunks=chunks,
         dtype=dtype,
         fill_value=0,
+        compressors=label_compressors(),
         attributes=attributes or {},
         overwrite=False,
         write_data=True,
+        config={"write_empty_chunks": False},
     )
 
 
@@ -141,17 +194,14 @@ def create_staging(
         labels = _create_array(
             path, plan.shape, plan.tile_shape, labels_dtype, attributes=labels_attributes
         )
-    lo, hi = [], []
-    for axis in range(plan.ndim):
-        shape, chunks = face_shape(plan, axis), face_chunks(plan, axis)
-        lo.append(_create_array(os.path.join(scratch, f"faces_lo_{axis}.zarr"), shape, chunks,
-                                FACE_DTYPE))
-        if plan.tile_shape[axis] > 1:
-            hi.append(_create_array(os.path.join(scratch, f"faces_hi_{axis}.zarr"), shape,
-                                    chunks, FACE_DTYPE))
-        else:
-            hi.append(lo[-1])
-    return Staging(labels=labels, faces_lo=tuple(lo), faces_hi=tuple(hi), scratch=scratch)
+    layout = FaceLayout.of(plan.tile_shape)
+    faces = _create_array(
+        os.path.join(scratch, "faces.zarr"),
+        (plan.n_tiles, layout.row_length),
+        (1, layout.row_length),
+        FACE_DTYPE,
+    )
+    return Staging(labels=labels, faces=faces, layout=layout, scratch=scratch)
 
 
 def remove_tree(path: str | None) -> None:

@@ -118,7 +118,7 @@ def stage_local_labels(job: TileJob, tile: Tile, local: np.ndarray, n_labels: in
     if job.staging.labels is not None and n_labels:
         job.staging.labels[tile.core] = local.astype(job.labels_dtype, copy=False)
     if n_labels:
-        job.staging.write_faces(job.plan, tile.position, local)
+        job.staging.write_faces(tile.index, local)
 
 
 def run_fn(job: TileJob, tile: Tile, data: np.ndarray) -> np.ndarray:
