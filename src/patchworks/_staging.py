@@ -59,7 +59,7 @@ class FaceLayout:
     @classmethod
     def of(cls, tile_shape: tuple[int, ...]) -> FaceLayout:
         starts, cursor = [], 0
-        for axis, size in enumerate(tile_shape):
+        for size in tile_shape:
             slab = math.prod(tile_shape) // size
             lo = cursor
             cursor += slab
