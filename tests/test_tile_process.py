@@ -10,9 +10,9 @@ import dask.array as da
 import numpy as np
 import pytest
 import zarr
-from conftest import same_partition
 from scipy import ndimage as ndi
 
+from conftest import same_partition
 from patchworks import estimate_empty_tiles, merge_tile_labels, tile_process
 from patchworks._plan import TilePlan
 

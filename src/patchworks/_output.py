@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ._durable import fsync_dir
 from ._staging import remove_tree
 from .errors import InvalidParameterError, OutputExistsError
 
@@ -71,3 +72,4 @@ def publish(built: str, write_to: str, scratch: str) -> None:
     else:
         os.makedirs(os.path.dirname(os.path.abspath(write_to)), exist_ok=True)
         os.replace(built, write_to)
+    fsync_dir(os.path.dirname(os.path.abspath(write_to)))  # the rename survives a power cut

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ._durable import fsync_tree
 from ._execute import Executor
 from ._faces import EMPTY_PAIRS, FaceJob, batch_pairs
 from ._labelmap import LabelMap, build_label_map
@@ -29,6 +30,7 @@ from ._params import (
 )
 from ._plan import TilePlan, normalize_overlap, normalize_tile_shape
 from ._relabel import RelabelJob, lazy_relabel, relabel_tile
+from ._resume import OutputRun, check_resume
 from ._source import ImageSource, open_image
 from ._staging import Staging, create_staging, remove_tree, scratch_dir
 from ._tiles import TileJob, process_tile, scan_label_store, stage_label_block
@@ -53,6 +55,7 @@ class _Run:
     dtype: np.dtype
     write_to: str | None
     info: dict[str, Any]
+    resumable: bool = False  # keep staged data intact until published (resume=True)
 
 
 def tile_process(
@@ -160,26 +163,32 @@ def tile_process(
         raise InvalidParameterError(
             '`stitch="iou"` is not available in this version of patchworks; got stitch="iou".'
         )
-    if resume:
-        raise InvalidParameterError(
-            "`resume=True` is not available in this version of patchworks; got resume=True."
-        )
     connectivity = check_connectivity(connectivity, source.ndim)
     out_dtype = check_dtype(dtype)
     threshold = check_empty_threshold(empty_threshold)
     if tile_shape is not None and not isinstance(tile_shape, str):
         normalize_tile_shape(tile_shape, source.shape)  # fail on bad input before sizing
-    write_path = check_write_to(write_to, overwrite=overwrite, image=image)
+    write_path = check_write_to(write_to, overwrite=overwrite or resume is True, image=image)
+    resume = check_resume(resume, write_path)
     executor = Executor(progress=progress, retries=retries)
     if executor.client is not None:
         check_picklable(fn)
-    tiles = resolve_tile_shape(tile_shape, source, n_tasks=executor.n_workers, use_gpu=use_gpu)
-    plan = TilePlan(shape=source.shape, tile_shape=tiles, halo=normalize_overlap(overlap, tiles))
-    logger.info("tile_process: %d tiles of %s over %s", plan.n_tiles, tiles, source.shape)
-
-    scratch = scratch_dir(write_path, temp_dir)
+    out = OutputRun(write_path, resume=resume, overwrite=overwrite, temp_dir=temp_dir,
+                    keep_temp=keep_temp)
     try:
-        staging = create_staging(plan, labels_path=None, labels_dtype=out_dtype, scratch=scratch)
+        tiles = out.stored_tile_shape(tile_shape) or resolve_tile_shape(
+            tile_shape, source, n_tasks=executor.n_workers, use_gpu=use_gpu
+        )
+        plan = TilePlan(shape=source.shape, tile_shape=tiles,
+                        halo=normalize_overlap(overlap, tiles))
+        logger.info("tile_process: %d tiles of %s over %s", plan.n_tiles, tiles, source.shape)
+        fingerprint = out.fingerprint(
+            image, source, fn, plan, labels_dtype=out_dtype, skip_empty=skip_empty,
+            empty_threshold=threshold, stitch=stitch, iou_threshold=iou_threshold,
+        )
+        if out.finished(fingerprint):
+            return out.finished_result(compute=compute)
+        staging = out.staging(plan, out_dtype, fingerprint)
         job = TileJob(
             plan=plan,
             staging=staging,
@@ -189,7 +198,7 @@ def tile_process(
             skip_empty=skip_empty,
             empty_threshold=threshold,
         )
-        summaries = executor.map(process_tile, job, range(plan.n_tiles), desc="tiles")
+        summaries = out.run_tiles(executor, process_tile, job, plan.n_tiles)
         counts = np.array([s.n_labels for s in summaries], dtype=np.int64)
         run = _Run(
             plan=plan,
@@ -207,12 +216,15 @@ def tile_process(
                 "overlap": list(plan.halo),
                 "stitch": stitch,
                 "skipped_tiles": int(sum(s.skipped for s in summaries)),
+                **out.info(),
             },
+            resumable=resume,
         )
-        return _merge(run, compute=compute)
+        result = _merge(run, compute=compute)
+        out.close()
+        return result
     except BaseException:
-        if not keep_temp:
-            remove_tree(scratch)
+        out.abort()
         raise
 
 
@@ -392,7 +404,8 @@ def _merge(run: _Run, *, compute: bool) -> Any:
         "merge: %d objects, %d boundary objects", label_map.n_labels, label_map.boundary_ids.size
     )
     scratch = run.staging.scratch
-    _drop_faces(run.staging)
+    if not run.resumable:  # resume keeps faces until the output is published
+        _drop_faces(run.staging)
     if run.write_to is None:
         lazy = lazy_relabel(_relabel_job(run, label_map, output=None))
         if compute:
@@ -408,6 +421,8 @@ def _merge(run: _Run, *, compute: bool) -> Any:
     built = _output_array(run)
     executor.map(relabel_tile, _relabel_job(run, label_map, output=built), occupied,
                  desc="relabel")
+    if run.resumable:
+        fsync_tree(str(built.store.root))
     mark_complete(built, _run_info(run, label_map))
     publish(str(built.store.root), run.write_to, scratch)
     remove_tree(scratch)
@@ -428,13 +443,13 @@ def _relabel_job(run: _Run, label_map: LabelMap, output: Any) -> RelabelJob:
 
 def _output_array(run: _Run) -> Any:
     """The array the relabel stage writes: in place over staged labels, or a new one."""
-    if run.compact:
-        return run.labels
+    if run.compact and not run.resumable:
+        return run.labels  # in place; a resumable run keeps its staged labels intact
     import zarr
 
     assert run.staging.scratch is not None
     return zarr.create_array(
-        store=os.path.join(run.staging.scratch, "labels.zarr"),
+        store=os.path.join(run.staging.scratch, "output.zarr" if run.compact else "labels.zarr"),
         shape=run.plan.shape,
         chunks=run.plan.tile_shape,
         dtype=run.dtype,

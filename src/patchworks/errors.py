@@ -19,8 +19,10 @@ __all__ = [
     "LabelOverflowError",
     "MissingDependencyError",
     "OutputExistsError",
+    "OutputLockedError",
     "ParameterTypeError",
     "PatchworksError",
+    "ResumeMismatchError",
     "TileFunctionError",
 ]
 
@@ -67,6 +69,14 @@ class OutputExistsError(PatchworksError, FileExistsError):
 
 class IncompleteOutputError(PatchworksError, RuntimeError):
     """An output store was found that a previous run did not finish."""
+
+
+class ResumeMismatchError(IncompleteOutputError, ValueError):
+    """``resume=True`` found an interrupted run made with other inputs or parameters."""
+
+
+class OutputLockedError(PatchworksError, BlockingIOError):
+    """Another patchworks run is writing the same ``write_to`` right now."""
 
 
 class ClusterConfigurationError(PatchworksError, RuntimeError):
