@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import errno
 import json
 import logging
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._durable import atomic_write_bytes, fsync_dir, fsync_paths
+from ._plan import TilePlan
 from ._staging import Staging, create_staging, remove_tree, scratch_dir
 from .errors import (
     IncompleteOutputError,
@@ -134,20 +136,41 @@ class DurableTiles:
 def run_durably(durable: DurableTiles, index: int) -> Any:
     summary = durable.stage(durable.job, index)
     if getattr(summary, "n_labels", 1):
-        sync_tile(durable.job.staging, durable.job.plan.position(index))
+        sync_tile(durable.job.staging, durable.job.plan, index)
     return summary
 
 
-def sync_tile(staging: Staging, position: tuple[int, ...]) -> None:
-    """Flush the staged chunk files of the tile at ``position`` (one chunk per array)."""
-    arrays = {id(a): a for a in (staging.labels, *staging.faces_lo, *staging.faces_hi)}
+def staged_arrays(staging: Staging) -> list[Any]:
+    """The zarr arrays held by a :class:`~patchworks._staging.Staging`, whatever its layout."""
+    arrays: dict[int, Any] = {}
+    for field in dataclasses.fields(staging):
+        value = getattr(staging, field.name)
+        for item in value if isinstance(value, tuple | list) else (value,):
+            if hasattr(item, "metadata") and hasattr(item, "store"):
+                arrays[id(item)] = item
+    return list(arrays.values())
+
+
+def sync_tile(staging: Staging, plan: TilePlan, index: int) -> None:
+    """Flush the staged chunk files that tile ``index`` wrote.
+
+    A staged array is either image-shaped (the tile wrote its core) or has one row per
+    tile (the tile wrote row ``index``); chunks are tile-aligned in both cases.
+    """
     paths = []
-    for array in arrays.values():
-        root = getattr(getattr(array, "store", None), "root", None)
+    for array in staged_arrays(staging):
+        root = getattr(array.store, "root", None)
         if root is None:
             continue  # not a local store: nothing to flush from here
-        key = array.metadata.encode_chunk_key(position)
-        paths.append(os.path.join(str(root), array.path, key))
+        shape = tuple(array.shape)
+        if shape == plan.shape:
+            start = tuple(s.start for s in plan.core(plan.position(index)))
+        elif shape and shape[0] == plan.n_tiles:
+            start = (index,) + (0,) * (len(shape) - 1)
+        else:
+            continue
+        coords = tuple(p // c for p, c in zip(start, array.chunks, strict=True))
+        paths.append(os.path.join(str(root), array.path, array.metadata.encode_chunk_key(coords)))
     fsync_paths(paths)
 
 
@@ -357,7 +380,7 @@ class OutputRun:
         try:
             with open(os.path.join(self.state_dir, STAGING), "rb") as f:
                 staging = pickle.load(f)
-            for array in (staging.labels, *staging.faces_lo, *staging.faces_hi):
+            for array in staged_arrays(staging):
                 _ = array.shape  # opens the metadata
         except Exception as exc:
             raise IncompleteOutputError(
