@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
@@ -35,6 +36,8 @@ IN_PROCESS_FIX = (
 
 def active_client() -> Any | None:
     """The current ``dask.distributed`` client, or None when there is none."""
+    if "distributed" not in sys.modules:
+        return None  # no client without distributed imported; importing it costs ~1 s
     try:
         from distributed import default_client
     except ImportError:  # pragma: no cover - distributed is a dependency

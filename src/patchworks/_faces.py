@@ -153,12 +153,35 @@ def _pairs_across(
             for b in range(plan.ndim)
         )
         lower_tiles = np.ravel_multi_index(lower_position, plan.grid)
-        found.append(
-            np.stack([tag(plan.index(position), up[hits]), tag(lower_tiles, down[hits])], axis=1)
-        )
+        # Deduplicate voxel pairs while they are small: one 64-bit key per (up, down) pair
+        # of local labels (uint32 each), per lower tile.
+        keys = (up[hits].astype(np.uint64) << np.uint64(32)) | down[hits].astype(np.uint64)
+        for lower_tile in np.unique(lower_tiles):
+            unique = np.unique(keys[lower_tiles == lower_tile])
+            found.append(np.stack([
+                tag(plan.index(position), (unique >> np.uint64(32)).astype(np.int64)),
+                tag(lower_tile, (unique & np.uint64(0xFFFFFFFF)).astype(np.int64)),
+            ], axis=1))
     if not found:
         return EMPTY_PAIRS
-    return np.unique(np.concatenate(found), axis=0)
+    return unique_rows(np.concatenate(found))
+
+
+def unique_rows(pairs: np.ndarray) -> np.ndarray:
+    """Distinct rows of an (n, 2) integer array, sorted (faster than ``np.unique(axis=0)``).
+
+    Examples
+    --------
+    >>> unique_rows(np.array([[2, 1], [1, 5], [2, 1]])).tolist()
+    [[1, 5], [2, 1]]
+    """
+    if len(pairs) < 2:
+        return pairs
+    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+    pairs = pairs[order]
+    keep = np.ones(len(pairs), dtype=bool)
+    keep[1:] = (pairs[1:] != pairs[:-1]).any(axis=1)
+    return pairs[keep]
 
 
 def batch_pairs(job: FaceJob, batch_index: int) -> np.ndarray:
@@ -183,4 +206,4 @@ def batch_pairs(job: FaceJob, batch_index: int) -> np.ndarray:
     pairs = [p for p in pairs if p.size]
     if not pairs:
         return EMPTY_PAIRS
-    return np.unique(np.concatenate(pairs), axis=0) if len(pairs) > 1 else pairs[0]
+    return unique_rows(np.concatenate(pairs)) if len(pairs) > 1 else pairs[0]

@@ -32,7 +32,13 @@ from ._plan import TilePlan, normalize_overlap, normalize_tile_shape
 from ._relabel import RelabelJob, lazy_relabel, relabel_tile
 from ._resume import OutputRun, check_resume
 from ._source import ImageSource, open_image
-from ._staging import Staging, create_staging, remove_tree, scratch_dir
+from ._staging import (
+    Staging,
+    create_label_array,
+    create_staging,
+    remove_tree,
+    scratch_dir,
+)
 from ._tiles import TileJob, process_tile, scan_label_store, stage_label_block
 from ._version import __version__
 from .errors import InvalidImageError, InvalidParameterError
@@ -445,15 +451,12 @@ def _output_array(run: _Run) -> Any:
     """The array the relabel stage writes: in place over staged labels, or a new one."""
     if run.compact and not run.resumable:
         return run.labels  # in place; a resumable run keeps its staged labels intact
-    import zarr
-
     assert run.staging.scratch is not None
-    return zarr.create_array(
-        store=os.path.join(run.staging.scratch, "output.zarr" if run.compact else "labels.zarr"),
-        shape=run.plan.shape,
-        chunks=run.plan.tile_shape,
-        dtype=run.dtype,
-        fill_value=0,
+    return create_label_array(
+        os.path.join(run.staging.scratch, "output.zarr" if run.compact else "labels.zarr"),
+        run.plan.shape,
+        run.plan.tile_shape,
+        run.dtype,
     )
 
 

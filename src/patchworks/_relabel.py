@@ -9,11 +9,13 @@ function backs a lazy dask array when no output store is wanted.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import fastremap
 import numpy as np
 
+from ._chunkio import ChunkIO, read_tile, tile_io, write_tile
 from ._labelmap import LabelMap
 from ._plan import TilePlan
 
@@ -33,6 +35,14 @@ class RelabelJob:
     dtype: np.dtype
     output: Any = None
 
+    @cached_property
+    def labels_io(self) -> ChunkIO | None:
+        return tile_io(self.labels, self.plan.tile_shape)
+
+    @cached_property
+    def output_io(self) -> ChunkIO | None:
+        return tile_io(self.output, self.plan.tile_shape)
+
 
 def relabel_block(job: RelabelJob, index: int, block: np.ndarray) -> np.ndarray:
     """Final labels of tile ``index`` from its block of (local or user) labels."""
@@ -50,9 +60,10 @@ def relabel_tile(job: RelabelJob, index: int) -> None:
     offsets = job.label_map.offsets
     if offsets[index + 1] == offsets[index] and job.labels is job.output:
         return  # an empty tile staged in place is already all background
-    core = job.plan.core(job.plan.position(index))
-    block = np.asarray(job.labels[core])
-    job.output[core] = relabel_block(job, index, block)
+    position = job.plan.position(index)
+    core = job.plan.core(position)
+    block = read_tile(job.labels, job.labels_io, position, core)
+    write_tile(job.output, job.output_io, position, core, relabel_block(job, index, block))
 
 
 def _relabel_chunk(block: np.ndarray, job: RelabelJob, block_info: Any = None) -> np.ndarray:

@@ -21,10 +21,12 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
+from ._chunkio import ChunkIO, chunk_io, tile_io, write_tile
 from ._codecs import label_compressors
 from ._plan import TilePlan
 
@@ -126,20 +128,42 @@ class Staging:
     layout: FaceLayout
     scratch: str | None
 
+    @cached_property
+    def labels_io(self) -> ChunkIO | None:
+        """Direct chunk access to ``labels`` (None: go through zarr)."""
+        return None if self.labels is None else tile_io(self.labels, self.layout.tile_shape)
+
+    @cached_property
+    def faces_io(self) -> ChunkIO | None:
+        return chunk_io(self.faces)
+
+    def write_labels(
+        self, position: tuple[int, ...], core: tuple[slice, ...], local: np.ndarray
+    ) -> None:
+        """Store the local labels of the tile at ``position`` (one whole chunk)."""
+        write_tile(self.labels, self.labels_io, position, core, local)
+
     def write_faces(self, index: int, local: np.ndarray) -> None:
         """Store every face slab of tile ``index`` (core labels ``local``) as one chunk."""
-        self.faces[index : index + 1] = self.layout.pack(local)[None]
+        row = self.layout.pack(local)
+        if self.faces_io is not None:
+            self.faces_io.write((index, 0), row[None])
+        else:
+            self.faces[index : index + 1] = row[None]
 
     def read_faces(self, indices: np.ndarray) -> dict[int, np.ndarray]:
-        """The packed face rows of tiles ``indices``, fetched in one request."""
+        """The packed face rows of tiles ``indices`` (tiles never written read as zeros)."""
         indices = np.unique(np.asarray(indices, dtype=np.int64))
         if not indices.size:
             return {}
+        if self.faces_io is not None:
+            return {int(i): self.faces_io.read((int(i), 0))[0] for i in indices}
         rows = self.faces.get_orthogonal_selection((indices, slice(None)))
         return {int(i): rows[k] for k, i in enumerate(indices)}
 
 
-def _create_array(path: str, shape, chunks, dtype, *, attributes=None) -> Any:
+def create_label_array(path: str, shape, chunks, dtype, *, attributes=None) -> Any:
+    """A new zarr array for labels: fill value 0, label codec, no empty chunks stored."""
     import zarr
 
     return zarr.create_array(
@@ -191,11 +215,11 @@ def create_staging(
     labels = None
     if stage_labels:
         path = labels_path if labels_path is not None else os.path.join(scratch, "labels.zarr")
-        labels = _create_array(
+        labels = create_label_array(
             path, plan.shape, plan.tile_shape, labels_dtype, attributes=labels_attributes
         )
     layout = FaceLayout.of(plan.tile_shape)
-    faces = _create_array(
+    faces = create_label_array(
         os.path.join(scratch, "faces.zarr"),
         (plan.n_tiles, layout.row_length),
         (1, layout.row_length),

@@ -103,8 +103,8 @@ def to_local_labels(
     The renumbering is deterministic, so the relabel stage can repeat it on a block read
     back from a user's store and get the same local labels.
     """
-    local, _ = fastremap.renumber(labels, preserve_zero=True, in_place=False)
-    n_labels = int(local.max()) if local.size else 0
+    local, mapping = fastremap.renumber(labels, preserve_zero=True, in_place=False)
+    n_labels = len(mapping) - (0 in mapping)  # the mapping always holds 0 -> 0
     if n_labels > np.iinfo(labels_dtype).max:
         raise LabelOverflowError(
             f"{tile.describe()} has {n_labels} labels, more than the output `dtype` "
@@ -116,7 +116,9 @@ def to_local_labels(
 def stage_local_labels(job: TileJob, tile: Tile, local: np.ndarray, n_labels: int) -> None:
     """Write a tile's local labels and face planes to the staging store."""
     if job.staging.labels is not None and n_labels:
-        job.staging.labels[tile.core] = local.astype(job.labels_dtype, copy=False)
+        job.staging.write_labels(
+            tile.position, tile.core, local.astype(job.labels_dtype, copy=False)
+        )
     if n_labels:
         job.staging.write_faces(tile.index, local)
 
