@@ -36,8 +36,11 @@ def _params(shape: tuple[int, ...]) -> dict:
 def _write_chunks(path: str, shape, boxes_ids) -> None:
     import zarr
 
-    from patchworks.datasets import blob_table, blobs_region
-    from patchworks.datasets import _n_blobs  # noqa: PLC2701 - same generator as the library
+    from patchworks.datasets import (
+        _n_blobs,
+        blob_table,
+        blobs_region,
+    )
 
     array = zarr.open_array(path, mode="r+")
     centres, radii = blob_table(shape, n_blobs=_n_blobs(shape, RADIUS, DENSITY),

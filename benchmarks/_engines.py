@@ -75,7 +75,7 @@ def floor(a: dict) -> dict:
 
 def ours(a: dict) -> dict:
     import dask
-    import dask.array  # noqa: F401 - imported by any session that uses dask arrays
+    import dask.array
 
     from patchworks import tile_process
 
@@ -110,7 +110,7 @@ def stage_tile_labels(a: dict) -> dict:
 
 def ours_merge(a: dict) -> dict:
     import dask
-    import dask.array  # noqa: F401 - imported by any session that uses dask arrays
+    import dask.array
 
     from patchworks import merge_tile_labels
 
@@ -138,6 +138,7 @@ def dask_image(a: dict) -> dict:
 def peer(a: dict) -> dict:
     """patchworks 3.3.0 from the package index, in its own venv (see run.py)."""
     import dask.array as da
+
     import patchworks
 
     assert patchworks.__version__.startswith("3.3"), patchworks.__version__

@@ -127,8 +127,8 @@ def _fmt(value, spec: str, missing: str = "—") -> str:
 
 def table(rows: list[dict], floor_s: float | None, voxels: int) -> str:
     lines = [
-        "| engine | wall s | fn s | peak RSS MiB | Mvoxel/s | correct | × floor | "
-        "(wall − fn) × floor |",
+        "| engine | wall s | fn s | peak RSS MiB | Mvoxel/s | correct | x floor | "
+        "(wall - fn) x floor |",
         "|---|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in rows:
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     import psutil
 
     header = [
-        f"# patchworks speed benchmark — {ns.size} ({'×'.join(map(str, shape))} uint16)",
+        f"# patchworks speed benchmark — {ns.size} ({'x'.join(map(str, shape))} uint16)",
         "",
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.platform()}, "
         f"{psutil.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         n_tiles = 1
         for n in shape:
             n_tiles *= -(-n // tile)
-        section = [f"\n## tiles {tile}³ ({n_tiles} tiles)\n", table(rows, floor_s, voxels)]
+        section = [f"\n## tiles {tile}^3 ({n_tiles} tiles)\n", table(rows, floor_s, voxels)]
         print("\n".join(section), flush=True)
         report.extend(section)
     if ns.save:
