@@ -5,6 +5,7 @@ consistent IDs, streaming from zarr to zarr.
 
 from ._cluster import make_local_cluster
 from ._empty import estimate_empty_tiles
+from ._overlap import suggest_overlap
 from ._pipeline import merge_tile_labels, tile_process
 from ._version import __version__
 from .errors import PatchworksError
@@ -15,5 +16,6 @@ __all__ = [
     "estimate_empty_tiles",
     "make_local_cluster",
     "merge_tile_labels",
+    "suggest_overlap",
     "tile_process",
 ]

@@ -17,8 +17,10 @@ import numpy as np
 from ._durable import fsync_tree
 from ._execute import Executor
 from ._faces import EMPTY_PAIRS, FaceJob, batch_pairs
+from ._iou import create_seams
 from ._labelmap import LabelMap, build_label_map
 from ._output import check_write_to, mark_complete, publish
+from ._overlap import halo_plan, resolve_overlap
 from ._params import (
     check_connectivity,
     check_dtype,
@@ -62,6 +64,7 @@ class _Run:
     write_to: str | None
     info: dict[str, Any]
     resumable: bool = False  # keep staged data intact until published (resume=True)
+    seams: Any = None  # stitch="iou" (see ._iou), else None for "touch"
 
 
 def tile_process(
@@ -103,9 +106,11 @@ def tile_process(
         Core size of a tile. ``None`` uses the image's storage chunks (``"auto"`` for
         arrays without chunks); ``"auto"`` sizes tiles from free RAM (or free GPU memory
         with ``use_gpu=True``).
-    overlap : int or tuple of int
+    overlap : int, tuple of int or "auto"
         Halo in voxels added around each tile before ``fn`` sees it (clipped at the image
         border); a scalar adds no halo on axes where the tile is one voxel thick.
+        ``"auto"`` runs ``fn`` once on a central tile-sized sample and uses about one
+        object diameter (see :func:`suggest_overlap`).
     write_to : str or os.PathLike, optional
         Path of the output zarr array. Labels stream there; it appears only once complete.
     compute : bool
@@ -121,11 +126,14 @@ def tile_process(
         Threshold for ``skip_empty`` (see :func:`estimate_empty_tiles`).
     use_gpu : bool
         Size ``tile_shape="auto"`` from free GPU memory.
-    stitch : {"touch"}
-        How labels are joined across tile faces: ``"touch"`` joins labels that touch,
-        which is exact for connected components.
+    stitch : {"touch", "iou"}
+        How labels are joined across tiles: ``"touch"`` joins labels that touch across a
+        core face, which is exact for connected components; ``"iou"`` joins labels only
+        where both tiles' predictions of the overlap agree, so touching instances stay
+        apart (needs ``overlap`` of about one object diameter; see docs/stitching.md).
     iou_threshold : float
-        Matching threshold for IoU stitching.
+        With ``stitch="iou"``, the IoU (inside the overlap two tiles share) at which two
+        predictions are the same object.
     connectivity : int, optional
         Which neighbours touch, as in :func:`scipy.ndimage.generate_binary_structure`
         (1 = faces only, ``ndim`` = full, the default). Use the connectivity ``fn`` uses.
@@ -165,10 +173,6 @@ def tile_process(
     check_fn(fn)
     source = open_image(image, channel_axis=channel_axis, level=level)
     stitch = check_stitch(stitch, iou_threshold)
-    if stitch == "iou":
-        raise InvalidParameterError(
-            '`stitch="iou"` is not available in this version of patchworks; got stitch="iou".'
-        )
     connectivity = check_connectivity(connectivity, source.ndim)
     out_dtype = check_dtype(dtype)
     threshold = check_empty_threshold(empty_threshold)
@@ -185,6 +189,7 @@ def tile_process(
         tiles = out.stored_tile_shape(tile_shape) or resolve_tile_shape(
             tile_shape, source, n_tasks=executor.n_workers, use_gpu=use_gpu
         )
+        overlap = resolve_overlap(overlap, source, fn, tiles)
         plan = TilePlan(shape=source.shape, tile_shape=tiles,
                         halo=normalize_overlap(overlap, tiles))
         logger.info("tile_process: %d tiles of %s over %s", plan.n_tiles, tiles, source.shape)
@@ -195,6 +200,7 @@ def tile_process(
         if out.finished(fingerprint):
             return out.finished_result(compute=compute)
         staging = out.staging(plan, out_dtype, fingerprint)
+        seams = create_seams(stitch, plan, staging.scratch, iou_threshold, anchor=staging.labels)
         job = TileJob(
             plan=plan,
             staging=staging,
@@ -203,6 +209,7 @@ def tile_process(
             fn=fn,
             skip_empty=skip_empty,
             empty_threshold=threshold,
+            seams=seams,
         )
         summaries = out.run_tiles(executor, process_tile, job, plan.n_tiles)
         counts = np.array([s.n_labels for s in summaries], dtype=np.int64)
@@ -225,6 +232,7 @@ def tile_process(
                 **out.info(),
             },
             resumable=resume,
+            seams=seams,
         )
         result = _merge(run, compute=compute)
         out.close()
@@ -244,6 +252,9 @@ def merge_tile_labels(
     connectivity: int | None = None,
     compute: bool = False,
     tile_shape: Any = None,
+    stitch: str = "touch",
+    iou_threshold: float = 0.5,
+    overlap: Any = 0,
     dtype: Any = "int32",
     overwrite: bool = False,
     temp_dir: str | None = None,
@@ -266,6 +277,13 @@ temp_dir, keep_temp, retries
     tile_shape : tuple of int, optional
         Tile size for zarr or NumPy input (must be a multiple of a zarr input's chunks for
         efficient reads; any size works).
+    stitch, iou_threshold : str, float
+        As in :func:`tile_process`. ``stitch="iou"`` needs a dask array whose blocks are
+        overlapping tiles: ``fn`` run on ``dask.array.overlap.overlap(image, depth=overlap,
+        boundary="none")``, untrimmed.
+    overlap : int or tuple of int
+        With ``stitch="iou"``, the depth each block extends past its core (clipped at the
+        image border).
 
     Returns
     -------
@@ -281,16 +299,22 @@ temp_dir, keep_temp, retries
     import dask.array as da
 
     out_dtype = check_dtype(dtype)
+    stitch = check_stitch(stitch, iou_threshold)
     is_dask = isinstance(labeled, da.Array)
     if is_dask:
         source = open_image(labeled, name="labeled")
-        plan_tiles = _regular_chunks(labeled)
+        plan_tiles = _regular_chunks(labeled) if stitch == "touch" else ()
         if tile_shape is not None:
             raise InvalidParameterError(
                 "`tile_shape` cannot be given with a dask array input: its chunks are the "
                 f"tiles; got tile_shape={tile_shape!r}."
             )
     else:
+        if stitch == "iou":
+            raise InvalidParameterError(
+                '`stitch="iou"` needs `labeled` as a dask array of overlapping tiles (one '
+                f"halo'd tile per block); got labeled of type {type(labeled).__name__}."
+            )
         source = _open_label_store(labeled, input_component)
         if tile_shape is None and source.chunks is None:
             raise InvalidParameterError(
@@ -308,13 +332,16 @@ temp_dir, keep_temp, retries
     write_path = check_write_to(write_to, overwrite=overwrite, image=labeled)
     executor = Executor(progress=progress, retries=retries)
     plan = TilePlan(shape=source.shape, tile_shape=plan_tiles, halo=(0,) * source.ndim)
+    if stitch == "iou":
+        plan = halo_plan(labeled.chunks, overlap)
 
     scratch = scratch_dir(write_path, temp_dir)
     try:
         staging = create_staging(
             plan, labels_path=None, labels_dtype=out_dtype, scratch=scratch, stage_labels=is_dask
         )
-        job = TileJob(plan=plan, staging=staging, labels_dtype=out_dtype, source=source)
+        seams = create_seams(stitch, plan, scratch, iou_threshold, anchor=staging.labels)
+        job = TileJob(plan, staging, out_dtype, source=source, seams=seams)
         if is_dask:
             summaries = _stage_dask_blocks(executor, job, labeled)
         else:
@@ -330,7 +357,8 @@ temp_dir, keep_temp, retries
             sequential=sequential_labels,
             dtype=out_dtype,
             write_to=write_path,
-            info={"tile_shape": list(plan.tile_shape), "stitch": "touch"},
+            info={"tile_shape": list(plan.tile_shape), "stitch": stitch},
+            seams=seams,
         )
         return _merge(run, compute=compute)
     except BaseException:
@@ -396,16 +424,23 @@ def _merge(run: _Run, *, compute: bool) -> Any:
 
     plan, executor = run.plan, run.executor
     occupied = [int(i) for i in np.flatnonzero(run.counts)]
-    face_job = FaceJob(plan=plan, staging=run.staging, connectivity=run.connectivity,
-                       tiles=np.asarray(occupied, dtype=np.int64))
-    batches = range(face_job.n_batches)
-    pairs = [p for p in executor.map(batch_pairs, face_job, batches, desc="faces") if p.size]
-    label_map = build_label_map(
-        run.counts,
-        np.concatenate(pairs) if pairs else EMPTY_PAIRS,
-        sequential=run.sequential,
-        dtype=run.dtype,
-    )
+    if run.seams is not None:
+        stitched = run.seams.stitch(
+            executor, run.counts, sequential=run.sequential, dtype=run.dtype
+        )
+        label_map = stitched.label_map
+    else:
+        face_job = FaceJob(plan=plan, staging=run.staging, connectivity=run.connectivity,
+                           tiles=np.asarray(occupied, dtype=np.int64))
+        batches = range(face_job.n_batches)
+        pairs = [p for p in executor.map(batch_pairs, face_job, batches, desc="faces")
+                 if p.size]
+        label_map = build_label_map(
+            run.counts,
+            np.concatenate(pairs) if pairs else EMPTY_PAIRS,
+            sequential=run.sequential,
+            dtype=run.dtype,
+        )
     logger.info(
         "merge: %d objects, %d boundary objects", label_map.n_labels, label_map.boundary_ids.size
     )
@@ -413,7 +448,10 @@ def _merge(run: _Run, *, compute: bool) -> Any:
     if not run.resumable:  # resume keeps faces until the output is published
         _drop_faces(run.staging)
     if run.write_to is None:
-        lazy = lazy_relabel(_relabel_job(run, label_map, output=None))
+        if run.seams is not None:
+            lazy = stitched.lazy()
+        else:
+            lazy = lazy_relabel(_relabel_job(run, label_map, output=None))
         if compute:
             result = np.asarray(lazy.compute())
             remove_tree(scratch)
@@ -425,8 +463,11 @@ def _merge(run: _Run, *, compute: bool) -> Any:
         return lazy
 
     built = _output_array(run)
-    executor.map(relabel_tile, _relabel_job(run, label_map, output=built), occupied,
-                 desc="relabel")
+    if run.seams is not None:
+        label_map = stitched.write(executor, built)
+    else:
+        executor.map(relabel_tile, _relabel_job(run, label_map, output=built), occupied,
+                     desc="relabel")
     if run.resumable:
         fsync_tree(str(built.store.root))
     mark_complete(built, _run_info(run, label_map))

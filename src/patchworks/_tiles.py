@@ -41,6 +41,7 @@ class TileJob:
     fn: Callable[[np.ndarray], Any] | None = None
     skip_empty: bool = False
     empty_threshold: float | None = None
+    seams: Any = None  # stitch="iou": stages whole halo predictions (see ._iou.Seams)
 
 
 def _as_numpy(result: Any) -> Any:
@@ -123,7 +124,7 @@ def stage_local_labels(job: TileJob, tile: Tile, local: np.ndarray, n_labels: in
         job.staging.write_faces(tile.index, local)
 
 
-def run_fn(job: TileJob, tile: Tile, data: np.ndarray) -> np.ndarray:
+def run_fn(job: TileJob, tile: Tile, data: np.ndarray, *, crop: bool = True) -> np.ndarray:
     """Call ``fn`` on the halo'd tile data, check the result and crop it to the core."""
     assert job.fn is not None
     try:
@@ -133,7 +134,7 @@ def run_fn(job: TileJob, tile: Tile, data: np.ndarray) -> np.ndarray:
             f"`fn` raised {type(exc).__name__}: {exc} on {tile.describe()}."
         ) from exc
     labels = check_labels(result, tile.halo_shape, tile)
-    return labels[tile.crop]
+    return labels[tile.crop] if crop else labels
 
 
 def process_tile(job: TileJob, index: int) -> TileSummary:
@@ -146,6 +147,8 @@ def process_tile(job: TileJob, index: int) -> TileSummary:
         threshold = 0 if job.empty_threshold is None else job.empty_threshold
         if core.size == 0 or core.max() <= threshold:
             return TileSummary(index=index, n_labels=0, skipped=True)
+    if job.seams is not None:
+        return job.seams.stage(job, tile, run_fn(job, tile, data, crop=False))
     labels = run_fn(job, tile, data)
     local, n_labels = to_local_labels(labels, job.labels_dtype, tile)
     stage_local_labels(job, tile, local, n_labels)
@@ -155,6 +158,9 @@ def process_tile(job: TileJob, index: int) -> TileSummary:
 def stage_label_block(job: TileJob, index: int, block: Any) -> TileSummary:
     """Stage 2 for a tile whose labels already exist (``merge_tile_labels``)."""
     tile = job.plan.tile(index)
+    if job.seams is not None:  # one halo'd tile per block
+        labels = check_labels(block, tile.halo_shape, tile, origin="the labeled input")
+        return job.seams.stage(job, tile, labels)
     labels = check_labels(block, tile.core_shape, tile, origin="the labeled input")
     local, n_labels = to_local_labels(labels, job.labels_dtype, tile)
     stage_local_labels(job, tile, local, n_labels)
