@@ -72,7 +72,7 @@ def test_bad_tile_shape(image, tile_shape, message):
         (-1, "`overlap` entries must be >= 0; got -1."),
         ((2, -3), "`overlap` entries must be >= 0; got (2, -3)."),
         ((1, 2, 3), "`overlap` must have one entry per image axis (2); got (1, 2, 3)."),
-        ("wide", "`overlap` must have one entry per image axis (2); got ('w', 'i', 'd', 'e')."),
+        ("wide", '`overlap` must be an integer, a tuple of integers or "auto"; got \'wide\'.'),
     ],
 )
 def test_bad_overlap(image, overlap, message):
