@@ -124,7 +124,7 @@ def zone(plan: TilePlan, tile: Tile, other: Tile) -> tuple[Box, Box] | None:
     --------
     >>> plan = TilePlan(shape=(8, 8), tile_shape=(4, 4), halo=(1, 0))
     >>> zone(plan, plan.tile(2), plan.tile(0))  # tile 0 is above tile 2
-    ((slice(3, 5, None), slice(0, 1, None)), (slice(3, 5, None), slice(0, 1, None)))
+    ((slice(3, 5, None), slice(0, 4, None)), (slice(3, 5, None), slice(0, 4, None)))
     >>> zone(plan, plan.tile(1), plan.tile(0))  # side by side, no halo along columns
     ((slice(0, 5, None), slice(4, 5, None)), (slice(0, 5, None), slice(3, 4, None)))
     """
@@ -175,7 +175,7 @@ def match_labels(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
     >>> a = np.array([[1, 1, 2, 2], [1, 1, 2, 2]])
     >>> b = np.array([[5, 5, 5, 5], [3, 3, 0, 4]])
     >>> match_labels(a, b, 0.3).tolist()
-    [[1, 3], [2, 4]]
+    [[1, 3], [2, 5]]
     """
     a = np.asarray(a).ravel().astype(np.uint64)
     b = np.asarray(b).ravel().astype(np.uint64)

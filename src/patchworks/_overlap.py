@@ -122,9 +122,9 @@ def halo_plan(chunks: tuple[tuple[int, ...], ...], overlap: Any) -> TilePlan:
 
     Examples
     --------
-    >>> plan = halo_plan(((6, 8, 5), (10,)), 2)   # image of 15 rows in tiles of 4
+    >>> plan = halo_plan(((6, 8, 5), (10,)), 2)   # 11 rows in tiles of 4, 4 and 3
     >>> plan.shape, plan.tile_shape, plan.halo
-    ((15, 10), (4, 10), (2, 2))
+    ((11, 10), (4, 10), (2, 2))
     """
     ndim = len(chunks)
     halo = normalize_overlap(overlap, tuple(max(sizes) for sizes in chunks))
