@@ -19,6 +19,7 @@ from ._execute import Executor
 from ._faces import EMPTY_PAIRS, FaceJob, batch_pairs
 from ._iou import create_seams
 from ._labelmap import LabelMap, build_label_map
+from ._labels_out import plan_label_output
 from ._output import check_write_to, mark_complete, publish
 from ._overlap import halo_plan, resolve_overlap
 from ._params import (
@@ -91,6 +92,12 @@ def tile_process(
     temp_dir: str | None = None,
     keep_temp: bool = False,
     retries: int = 0,
+    channel: int | None = None,
+    label_name: str = "patchworks",
+    output_format: str = "auto",
+    output_chunks: Any = None,
+    output_compressors: Any = None,
+    pyramid: str = "mode",
 ) -> Any:
     """Run ``fn`` over ``image`` tile by tile and merge the labels into one label image.
 
@@ -153,6 +160,13 @@ def tile_process(
         Keep temporary data on failure, for inspection.
     retries : int
         Times a failed task is retried on a ``dask.distributed`` cluster.
+    channel : int, optional
+        Segment this channel (named by OME axes metadata, or ``channel_axis``).
+    label_name, output_format, output_chunks, output_compressors, pyramid
+        OME-Zarr label output: ``labels/<label_name>`` inside an OME-Zarr input, or a label
+        image at ``write_to`` (``output_format`` "auto", "zarr" or "ome-zarr"), its chunks
+        and codecs, and the pyramid's downsampling ("mode" or "nearest"); see
+        docs/formats.md.
 
     Returns
     -------
@@ -171,7 +185,7 @@ def tile_process(
     [0, 1]
     """
     check_fn(fn)
-    source = open_image(image, channel_axis=channel_axis, level=level)
+    source = open_image(image, channel_axis=channel_axis, level=level, channel=channel)
     stitch = check_stitch(stitch, iou_threshold)
     connectivity = check_connectivity(connectivity, source.ndim)
     out_dtype = check_dtype(dtype)
@@ -179,6 +193,12 @@ def tile_process(
     if tile_shape is not None and not isinstance(tile_shape, str):
         normalize_tile_shape(tile_shape, source.shape)  # fail on bad input before sizing
     write_path = check_write_to(write_to, overwrite=overwrite or resume is True, image=image)
+    output = plan_label_output(
+        image, source, write_to=write_path, output_format=output_format, label_name=label_name,
+        output_chunks=output_chunks, output_compressors=output_compressors, pyramid=pyramid,
+        overwrite=overwrite, dtype=out_dtype,
+    )
+    write_path = output.level0_path if output is not None else write_path
     resume = check_resume(resume, write_path)
     executor = Executor(progress=progress, retries=retries)
     if executor.client is not None:
@@ -198,7 +218,8 @@ def tile_process(
             empty_threshold=threshold, stitch=stitch, iou_threshold=iou_threshold,
         )
         if out.finished(fingerprint):
-            return out.finished_result(compute=compute)
+            result = out.finished_result(compute=compute)
+            return output.finish(executor, result, plan, compute=compute) if output else result
         staging = out.staging(plan, out_dtype, fingerprint)
         seams = create_seams(stitch, plan, staging.scratch, iou_threshold, anchor=staging.labels)
         job = TileJob(
@@ -236,9 +257,11 @@ def tile_process(
         )
         result = _merge(run, compute=compute)
         out.close()
-        return result
+        return output.finish(executor, result, plan, compute=compute) if output else result
     except BaseException:
         out.abort()
+        if output is not None:
+            output.abort(keep=resume or keep_temp)
         raise
 
 

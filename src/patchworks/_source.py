@@ -14,7 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ImageNotFoundError, InvalidImageError, InvalidParameterError
+from .errors import (
+    ImageNotFoundError,
+    InvalidImageError,
+    InvalidParameterError,
+    PatchworksError,
+)
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
 
@@ -30,6 +35,7 @@ class ImageSource:
     array: Any
     channel_axis: int | None = None
     description: str = field(default="array", compare=False)
+    ome: Any = field(default=None, compare=False)  # OmeSelection of an OME-Zarr input
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -85,8 +91,10 @@ def _is_dask_array(obj: Any) -> bool:
 def _open_zarr_path(path: str, level: int | str | None, name: str) -> Any:
     import zarr
 
+    from ._storage import open_zarr
+
     try:
-        node = zarr.open(path, mode="r")
+        node = open_zarr(path)
     except FileNotFoundError:
         if "://" in path or not os.path.exists(path):
             raise ImageNotFoundError(f"`{name}` path does not exist: {path!r}.") from None
@@ -94,39 +102,22 @@ def _open_zarr_path(path: str, level: int | str | None, name: str) -> Any:
             f"`{name}` must be a zarr array or group, a TIFF file, or an array; {path!r} "
             "exists but holds no zarr metadata (.zarray/.zgroup or zarr.json)."
         ) from None
+    except PatchworksError:
+        raise
     except Exception as exc:
         raise InvalidImageError(
             f"`{name}` must be a zarr array or group, a TIFF file, or an array; "
             f"could not open {path!r} as zarr ({type(exc).__name__}: {exc})."
         ) from exc
-    if isinstance(node, zarr.Array):
-        if level is not None:
-            raise InvalidParameterError(
-                f"`level` selects a resolution level of an OME-Zarr group, but {path!r} is a "
-                f"plain array; got level={level!r}."
-            )
-        return node
-    return _array_from_group(node, path, level, name)
+    if isinstance(node, zarr.Array) and level is not None:
+        raise InvalidParameterError(
+            f"`level` selects a resolution level of an OME-Zarr group, but {path!r} is a "
+            f"plain array; got level={level!r}."
+        )
+    return node
 
 
 def _array_from_group(group: Any, path: str, level: int | str | None, name: str) -> Any:
-    attrs = dict(group.attrs)
-    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
-    if multiscales:
-        datasets = multiscales[0]["datasets"]
-        paths = [d["path"] for d in datasets]
-        if level is None:
-            key = paths[0]
-        elif isinstance(level, int) and not isinstance(level, bool) and 0 <= level < len(paths):
-            key = paths[level]
-        elif isinstance(level, str) and level in paths:
-            key = level
-        else:
-            raise InvalidParameterError(
-                f"`level` must be an index in 0..{len(paths) - 1} or one of {paths} for "
-                f"{path!r}; got {level!r}."
-            )
-        return group[key]
     arrays = sorted(k for k, _ in group.arrays())
     if level is not None:
         if str(level) in arrays:
@@ -143,20 +134,70 @@ def _array_from_group(group: Any, path: str, level: int | str | None, name: str)
     )
 
 
-def _open_tiff(path: str) -> Any:
+def _open_path(
+    path: str,
+    *,
+    level: int | str | None,
+    channel: int | None,
+    channel_axis: int | None,
+    name: str,
+) -> tuple[Any, int | None, Any]:
+    """(array, channel axis, OME selection or None) for a zarr or TIFF path / URL."""
     import zarr
 
-    try:
-        import tifffile
-    except ImportError:
-        from .errors import missing_dependency
+    from ._ome import open_multiscale
 
-        raise missing_dependency("tifffile", "tiff", "Reading TIFF images") from None
-    store = tifffile.imread(path, aszarr=True)
-    node = zarr.open(store, mode="r")
+    if path.lower().endswith(TIFF_SUFFIXES):
+        from ._tiff import open_tiff
+
+        return open_tiff(path, level=level, channel=channel, channel_axis=channel_axis)
+    node = _open_zarr_path(path, level, name)
     if isinstance(node, zarr.Array):
-        return node
-    return node[sorted(k for k, _ in node.arrays())[0]]
+        if channel is None:
+            return node, channel_axis, None
+        axis = _check_channel_axis(channel_axis, len(node.shape))
+        return _select_channel(node, channel, axis), None, None
+    opened = open_multiscale(node, path, level=level, channel=channel, channel_axis=channel_axis)
+    if opened is not None:
+        return opened
+    return _array_from_group(node, path, level, name), channel_axis, None
+
+
+def _check_channel_axis(channel_axis: Any, ndim: int) -> int | None:
+    if channel_axis is None:
+        return None
+    if isinstance(channel_axis, bool) or not isinstance(channel_axis, int | np.integer):
+        raise InvalidParameterError(
+            f"`channel_axis` must be an integer axis index or None; got {channel_axis!r}."
+        )
+    if not -ndim <= channel_axis < ndim:
+        raise InvalidParameterError(
+            f"`channel_axis` must be an axis of the {ndim}-D image "
+            f"(-{ndim}..{ndim - 1}); got {channel_axis}."
+        )
+    return int(channel_axis) % ndim
+
+
+def _select_channel(array: Any, channel: Any, channel_axis: int | None) -> Any:
+    """A lazy view of one channel of an array without axes metadata."""
+    from ._ome import AxisView
+
+    if channel_axis is None:
+        raise InvalidParameterError(
+            "`channel` picks an index along `channel_axis`, which this image has no metadata "
+            f"for; pass channel_axis= too; got channel={channel!r}, channel_axis=None."
+        )
+    n = int(array.shape[channel_axis])
+    if isinstance(channel, bool) or not isinstance(channel, int | np.integer) or not (
+        0 <= channel < n
+    ):
+        raise InvalidParameterError(
+            f"`channel` must be an index in 0..{n - 1} (axis {channel_axis} has {n} channels); "
+            f"got {channel!r}."
+        )
+    index: list[int | None] = [None] * len(array.shape)
+    index[channel_axis] = int(channel)
+    return AxisView(array, tuple(index))
 
 
 def open_image(
@@ -164,9 +205,14 @@ def open_image(
     *,
     channel_axis: int | None = None,
     level: int | str | None = None,
+    channel: int | None = None,
     name: str = "image",
 ) -> ImageSource:
     """Wrap ``image`` (path, URL, numpy, dask or zarr array) as an :class:`ImageSource`.
+
+    OME-Zarr groups and OME-TIFF files are read through their axes metadata: ``level``
+    picks the resolution, ``channel`` one channel (or ``channel_axis`` hands ``fn`` all
+    of them); singleton time and channel axes are dropped.
 
     Examples
     --------
@@ -174,20 +220,24 @@ def open_image(
     >>> src = open_image(np.zeros((3, 4, 5)), channel_axis=0)
     >>> src.shape, src.read((slice(0, 2), slice(1, 3))).shape
     ((4, 5), (3, 2, 2))
+    >>> open_image(np.zeros((3, 4, 5)), channel_axis=0, channel=2).shape
+    (4, 5)
     """
     import zarr
 
     if isinstance(image, os.PathLike):
         image = os.fspath(image)
+    if channel_axis is not None:
+        _check_channel_axis(channel_axis, 64)  # type check now, range once the rank is known
+    ome = None
     if isinstance(image, str):
         description = image
         is_url = "://" in image
         if not is_url and not os.path.exists(image):
             raise ImageNotFoundError(f"`{name}` path does not exist: {image!r}.")
-        if image.lower().endswith(TIFF_SUFFIXES):
-            array = _open_tiff(image)
-        else:
-            array = _open_zarr_path(image, level, name)
+        array, channel_axis, ome = _open_path(
+            image, level=level, channel=channel, channel_axis=channel_axis, name=name
+        )
     elif isinstance(image, np.ndarray | zarr.Array) or _is_dask_array(image):
         array, description = image, type(image).__name__
     else:
@@ -198,19 +248,12 @@ def open_image(
     dtype = np.dtype(array.dtype)
     if dtype.kind not in "biuf":
         raise InvalidImageError(f"`{name}` must have a numeric dtype; got dtype {dtype}.")
-    ndim = len(array.shape)
-    if channel_axis is not None:
-        if isinstance(channel_axis, bool) or not isinstance(channel_axis, int | np.integer):
-            raise InvalidParameterError(
-                f"`channel_axis` must be an integer axis index or None; got {channel_axis!r}."
-            )
-        if not -ndim <= channel_axis < ndim:
-            raise InvalidParameterError(
-                f"`channel_axis` must be an axis of the {ndim}-D image "
-                f"(-{ndim}..{ndim - 1}); got {channel_axis}."
-            )
-        channel_axis = int(channel_axis) % ndim
-    source = ImageSource(array=array, channel_axis=channel_axis, description=description)
+    channel_axis = _check_channel_axis(channel_axis, len(array.shape))
+    if channel is not None and not isinstance(image, str):
+        array, channel_axis = _select_channel(array, channel, channel_axis), None
+    source = ImageSource(
+        array=array, channel_axis=channel_axis, description=description, ome=ome
+    )
     if source.ndim < 1 or any(n == 0 for n in source.shape):
         raise InvalidImageError(
             f"`{name}` must have at least one spatial axis and no empty axis; got shape "
