@@ -43,6 +43,7 @@ class ChunkIO:
     chunks: tuple[int, ...]
     dtype: str
     level: int | None  # zstd level, None for uncompressed chunks
+    separator: str = "/"  # of the chunk keys: "c/0/1" or "c.0.1"
 
     @classmethod
     def of(cls, array: Any) -> ChunkIO | None:
@@ -69,7 +70,6 @@ class ChunkIO:
         if (
             not isinstance(meta.chunk_grid, RegularChunkGrid)
             or not isinstance(meta.chunk_key_encoding, DefaultChunkKeyEncoding)
-            or meta.chunk_key_encoding.separator != "/"
             or dtype.kind not in "iu"
             or (dtype.itemsize > 1 and codecs[0].endian is not None
                 and codecs[0].endian.value != "little")
@@ -79,10 +79,11 @@ class ChunkIO:
             return None
         root = os.path.join(str(array.store.root), array.store_path.path)
         return cls(root=root, shape=tuple(array.shape), chunks=tuple(array.chunks),
-                   dtype=dtype.newbyteorder("<").str, level=level)
+                   dtype=dtype.newbyteorder("<").str, level=level,
+                   separator=meta.chunk_key_encoding.separator)
 
     def _path(self, coords: tuple[int, ...]) -> str:
-        return os.path.join(self.root, "c", *(str(int(c)) for c in coords))
+        return os.path.join(self.root, self.separator.join(["c", *(str(int(c)) for c in coords)]))
 
     def _codec(self) -> Any:
         from numcodecs import Zstd

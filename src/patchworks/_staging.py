@@ -162,8 +162,14 @@ class Staging:
         return {int(i): rows[k] for k, i in enumerate(indices)}
 
 
-def create_label_array(path: str, shape, chunks, dtype, *, attributes=None) -> Any:
-    """A new zarr array for labels: fill value 0, label codec, no empty chunks stored."""
+def create_label_array(
+    path: str, shape, chunks, dtype, *, attributes=None, separator: str = "/"
+) -> Any:
+    """A new zarr array for labels: fill value 0, label codec, no empty chunks stored.
+
+    ``separator="."`` keeps every chunk file in one folder (``c.0.1``): right for arrays
+    with one chunk per tile along one axis, where ``/`` would make a folder per tile.
+    """
     import zarr
 
     return zarr.create_array(
@@ -173,6 +179,7 @@ def create_label_array(path: str, shape, chunks, dtype, *, attributes=None) -> A
         dtype=dtype,
         fill_value=0,
         compressors=label_compressors(),
+        chunk_key_encoding={"name": "default", "separator": separator},
         attributes=attributes or {},
         overwrite=False,
         write_data=True,
@@ -224,6 +231,7 @@ def create_staging(
         (plan.n_tiles, layout.row_length),
         (1, layout.row_length),
         FACE_DTYPE,
+        separator=".",
     )
     return Staging(labels=labels, faces=faces, layout=layout, scratch=scratch)
 

@@ -1,0 +1,78 @@
+"""Direct chunk I/O writes exactly what zarr itself would, and falls back when it cannot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+from patchworks._chunkio import ChunkIO, read_tile, tile_io, write_tile
+from patchworks._staging import FaceLayout, create_label_array
+
+
+@pytest.mark.parametrize("separator", ["/", "."])
+@pytest.mark.parametrize("dtype", ["uint8", "int32", "uint64"])
+def test_round_trip_matches_zarr(rng, separator, dtype):
+    shape, chunks = (7, 10, 5), (3, 4, 5)
+    array = create_label_array("a.zarr", shape, chunks, dtype, separator=separator)
+    io = ChunkIO.of(array)
+    assert io is not None
+    expected = rng.integers(0, 50, size=shape).astype(dtype)
+    expected[3:6, 4:8] = 0  # one all-zero chunk: must not be stored
+    for coords in np.ndindex(3, 3, 1):
+        box = tuple(slice(c * n, (c + 1) * n) for c, n in zip(coords, chunks, strict=True))
+        io.write(coords, expected[box])
+    reopened = zarr.open_array("a.zarr", mode="r")
+    np.testing.assert_array_equal(reopened[...], expected)
+    for coords in np.ndindex(3, 3, 1):
+        box = tuple(slice(c * n, (c + 1) * n) for c, n in zip(coords, chunks, strict=True))
+        np.testing.assert_array_equal(io.read(coords), expected[box])
+    assert reopened.nchunks_initialized == 8
+
+
+def test_zero_block_removes_an_existing_chunk():
+    array = create_label_array("a.zarr", (4, 4), (2, 2), "int32")
+    io = ChunkIO.of(array)
+    io.write((0, 1), np.ones((2, 2), dtype="int32"))
+    assert array.nchunks_initialized == 1
+    io.write((0, 1), np.zeros((2, 2), dtype="int32"))
+    assert array.nchunks_initialized == 0
+    assert io.read((0, 1)).tolist() == [[0, 0], [0, 0]]
+
+
+def test_reads_zarr_written_chunks_and_writable_result():
+    array = create_label_array("a.zarr", (5, 6), (2, 3), "int16")
+    array[...] = np.arange(30, dtype="int16").reshape(5, 6)
+    block = ChunkIO.of(array).read((2, 1))
+    assert block.tolist() == [[27, 28, 29]]
+    block[0, 0] = 1  # relabel may work in place
+
+
+def test_other_layouts_fall_back_to_zarr(tmp_path):
+    v2 = zarr.create_array("v2.zarr", shape=(4, 4), chunks=(2, 2), dtype="int32",
+                           zarr_format=2)
+    blosc = zarr.create_array("b.zarr", shape=(4, 4), chunks=(2, 2), dtype="int32",
+                              compressors=zarr.codecs.BloscCodec())
+    floats = create_label_array("f.zarr", (4, 4), (2, 2), "float32")
+    memory = zarr.create_array(zarr.storage.MemoryStore(), shape=(4, 4), chunks=(2, 2),
+                               dtype="int32")
+    for array in (v2, blosc, floats, memory, np.zeros((4, 4))):
+        assert tile_io(array, (2, 2)) is None
+    labels = create_label_array("l.zarr", (4, 4), (2, 2), "int32")
+    assert tile_io(labels, (2, 2)) is not None
+    assert tile_io(labels, (4, 4)) is None  # chunks are not the tiles
+    box = (slice(2, 4), slice(0, 2))
+    write_tile(v2, None, (1, 0), box, np.full((2, 2), 3, dtype="int32"))
+    assert read_tile(v2, None, (1, 0), box).tolist() == [[3, 3], [3, 3]]
+
+
+def test_face_layout_packs_every_slab_of_edge_tiles(rng):
+    layout = FaceLayout.of((4, 3, 1))
+    core = rng.integers(1, 9, size=(2, 3, 1))  # an edge tile: smaller than the tile
+    row = layout.pack(core)
+    assert row.size == layout.row_length == 3 + 3 + 4 + 4 + 12
+    for axis in range(3):
+        np.testing.assert_array_equal(layout.slab(row, axis, "lo", core.shape),
+                                      np.take(core, [0], axis=axis))
+        np.testing.assert_array_equal(layout.slab(row, axis, "hi", core.shape),
+                                      np.take(core, [-1], axis=axis))
