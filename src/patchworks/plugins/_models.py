@@ -1,0 +1,61 @@
+"""A per-process cache of loaded models, shared by the plugin callables.
+
+A plugin callable travels to workers as a few strings and numbers. The first tile a
+process handles loads the model (under a lock, so threads of one worker never load it
+twice); every later tile reuses it. Calls into one model are serialised by
+:func:`model_lock`: the frameworks already use every core for one call, and neither
+Cellpose's CPU path nor Keras is safe to enter from several threads at once.
+:data:`LOADS` counts loads per key, so tests and users can check that a model was loaded
+once per process, never once per tile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Hashable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_LOCK = threading.Lock()
+_MODELS: dict[Hashable, Any] = {}
+_CALL_LOCKS: dict[Hashable, threading.Lock] = {}
+LOADS: Counter = Counter()
+
+
+def cached_model(key: Hashable, load: Callable[[], Any]) -> Any:
+    """The model for ``key``, loading it with ``load()`` the first time in this process.
+
+    Anything the loader prints (some packages print progress) goes to the log instead.
+
+    Examples
+    --------
+    >>> first = cached_model(("doc", 1), lambda: object())
+    >>> cached_model(("doc", 1), lambda: object()) is first, LOADS[("doc", 1)]
+    (True, 1)
+    """
+    with _LOCK:
+        if key not in _MODELS:
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                _MODELS[key] = load()
+            LOADS[key] += 1
+            if printed.getvalue().strip():
+                logger.debug("loading %r printed: %s", key, printed.getvalue().strip())
+        return _MODELS[key]
+
+
+def model_lock(key: Hashable) -> threading.Lock:
+    """The lock that serialises calls into the model ``key`` within this process."""
+    with _LOCK:
+        return _CALL_LOCKS.setdefault(key, threading.Lock())
+
+
+def clear_models() -> None:
+    """Forget every cached model of this process (the next tile loads it again)."""
+    with _LOCK:
+        _MODELS.clear()

@@ -1,0 +1,169 @@
+"""Cellpose as a patchworks ``fn``: ``tile_process(image, cellpose_fn("cyto3"), ...)``.
+
+Needs the optional package: ``pip install "patchworks[cellpose]"`` (Cellpose 3).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import missing_dependency
+from ._models import cached_model, model_lock
+from ._planes import as_labels, channels_last, check_spatial, per_plane
+
+PLUGIN = "cellpose_fn"
+
+
+def _require() -> None:
+    if importlib.util.find_spec("cellpose") is None:
+        raise missing_dependency("cellpose", "cellpose", "patchworks.plugins.cellpose")
+
+
+def _import_models() -> Any:
+    _require()
+    try:
+        from cellpose import models
+    except ImportError as exc:  # installed but broken (e.g. no torch)
+        raise missing_dependency("cellpose", "cellpose", "patchworks.plugins.cellpose") from exc
+    return models
+
+
+def _load(model: Any, gpu: bool) -> Any:
+    models = _import_models()
+    if isinstance(model, str) and os.path.exists(model):
+        return models.CellposeModel(gpu=gpu, pretrained_model=model)
+    return models.CellposeModel(gpu=gpu, model_type=model)
+
+
+@dataclass(frozen=True)
+class CellposeFn:
+    """A picklable ``fn`` running Cellpose; build it with :func:`cellpose_fn`.
+
+    Only the model's name or path travels to workers; each worker process loads the
+    model once, on its first tile. A model *object* given by the user travels with the
+    callable (pickled) when it has no weights file to reload from.
+    """
+
+    model: Any
+    gpu: bool = False
+    diameter: float | None = None
+    channels: tuple[int, ...] | None = None
+    channel_axis: int | None = None
+    normalize: Any = True
+    do_3D: bool | None = None
+    eval_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> Any:
+        if isinstance(self.model, str):
+            return ("cellpose", self.model, bool(self.gpu))
+        return ("cellpose", id(self.model))
+
+    def load(self) -> Any:
+        """The Cellpose model of this process (loaded on first use)."""
+        if not isinstance(self.model, str):
+            return self.model
+        return cached_model(self.key, lambda: _load(self.model, self.gpu))
+
+    def _eval(self, model: Any, x: np.ndarray, channel_axis: int | None, **extra: Any) -> Any:
+        channels = list(self.channels) if self.channels is not None else None
+        with model_lock(self.key):
+            result = model.eval(
+                x,
+                diameter=self.diameter,
+                channels=channels,
+                channel_axis=channel_axis,
+                normalize=self.normalize,
+                **extra,
+                **self.eval_kwargs,
+            )
+        return result[0]
+
+    def __call__(self, tile: np.ndarray) -> np.ndarray:
+        array, spatial = channels_last(tile, self.channel_axis)
+        check_spatial(spatial, PLUGIN)
+        model = self.load()
+        plane_axis = None if self.channel_axis is None else 2
+        if len(spatial) == 2:
+            masks = self._eval(model, array, plane_axis)
+        elif spatial[0] == 1:
+            masks = self._eval(model, array[0], plane_axis)[None]
+        elif self.do_3D is False:
+            masks = per_plane(array, lambda plane: self._eval(model, plane, plane_axis))
+        else:
+            axis = None if self.channel_axis is None else 3
+            masks = self._eval(model, array, axis, do_3D=True, z_axis=0)
+        return as_labels(masks, spatial, PLUGIN)
+
+
+def cellpose_fn(
+    model: Any = "cyto3",
+    *,
+    gpu: bool = False,
+    diameter: float | None = None,
+    channels: Any = None,
+    channel_axis: int | None = None,
+    normalize: Any = True,
+    do_3D: bool | None = None,
+    **eval_kwargs: Any,
+) -> CellposeFn:
+    """A picklable ``fn`` that segments a tile with Cellpose.
+
+    Parameters
+    ----------
+    model : str, os.PathLike or cellpose.models.CellposeModel
+        A built-in model name (``"cyto3"``, ``"nuclei"``, ...), the path of a trained
+        model file, or a model object.
+    gpu : bool
+        Run on the GPU (on a GPU cluster each worker uses the device it is pinned to).
+    diameter : float, optional
+        Object diameter in pixels; None uses the model's own (``diam_mean``).
+    channels : sequence of int, optional
+        Cellpose's ``channels`` (``[cytoplasm, nucleus]``, 1-based, 0 = grayscale).
+    channel_axis : int, optional
+        Axis of the tile that holds channels (the image's ``channel_axis``).
+    normalize : bool or dict
+        Cellpose's percentile normalisation of each tile.
+    do_3D : bool, optional
+        For tiles with several planes: True segments in 3-D, False plane by plane (IDs
+        distinct per plane; use ``stitch="iou"`` with ``overlap=0`` along planes to join
+        them). None (default) is 3-D. A tile one plane thick is always 2-D.
+    **eval_kwargs
+        Passed on to ``CellposeModel.eval`` (``flow_threshold``, ``cellprob_threshold``,
+        ``batch_size``, ...).
+
+    Returns
+    -------
+    fn : CellposeFn
+        ``fn(tile) -> labels``, int32 labels of the tile's spatial shape.
+
+    Examples
+    --------
+    >>> fn = cellpose_fn("cyto3", diameter=30)      # doctest: +SKIP
+    >>> tile_process("image.zarr", fn, tile_shape=(1, 2048, 2048), overlap=20,
+    ...              stitch="iou", write_to="labels.zarr")  # doctest: +SKIP
+    """
+    _require()
+    if isinstance(model, os.PathLike):
+        model = os.fspath(model)
+    elif not isinstance(model, str):
+        weights = getattr(model, "pretrained_model", None)
+        if isinstance(weights, list | tuple) and len(weights) == 1:
+            weights = weights[0]
+        if isinstance(weights, str) and os.path.exists(weights):
+            model = weights  # reload from the file on workers instead of pickling the net
+    return CellposeFn(
+        model=model,
+        gpu=bool(gpu),
+        diameter=diameter,
+        channels=tuple(channels) if channels is not None else None,
+        channel_axis=channel_axis,
+        normalize=normalize,
+        do_3D=do_3D,
+        eval_kwargs=dict(eval_kwargs),
+    )
