@@ -180,3 +180,55 @@ def test_suggest_overlap_and_auto():
     assert same_partition(result, truth)
     with pytest.raises(InvalidParameterError, match='`overlap` must be an integer, a tuple'):
         tile_process(truth, exact_fn, tile_shape=(20, 20), overlap="wide")
+
+
+def packed_balls(shape, n, radii, rng, squeeze=0.8):
+    """Image of touching balls of varied size (centres >= squeeze * (r1 + r2) apart)."""
+    centres, radius = [], []
+    for _ in range(n * 40):
+        c, r = rng.uniform(0, shape), rng.uniform(*radii)
+        near = zip(centres, radius, strict=True)
+        if all(np.linalg.norm(c - c2) >= squeeze * (r + r2) for c2, r2 in near):
+            centres.append(c)
+            radius.append(r)
+        if len(radius) == n:
+            break
+    grid = np.indices(shape)
+    image = np.zeros(shape, dtype=np.float32)
+    for c, r in zip(centres, radius, strict=True):
+        d2 = sum((g - x) ** 2 for g, x in zip(grid, c, strict=True))
+        image[d2 <= r * r] = 1
+    return image
+
+
+def watershed_fn(tile):
+    """A realistic instance segmenter that sees only its tile: distance-transform watershed."""
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    foreground = tile > 0.5
+    distance = ndi.gaussian_filter(ndi.distance_transform_edt(foreground), 1.0)
+    peaks = peak_local_max(distance, min_distance=3, labels=foreground, exclude_border=False)
+    markers = np.zeros(tile.shape, dtype=np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    return watershed(-distance, markers, mask=foreground)
+
+
+def agreement(a, b):
+    """Fraction of objects of ``a`` matched by an object of ``b`` with IoU > 0.5."""
+    pairs, inter = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1, return_counts=True)
+    keep = (pairs[0] > 0) & (pairs[1] > 0)
+    pairs, inter = pairs[:, keep], inter[keep]
+    size_a = np.bincount(a.ravel())[pairs[0]]
+    size_b = np.bincount(b.ravel())[pairs[1]]
+    return ((inter / (size_a + size_b - inter)) > 0.5).sum() / n_objects(a)
+
+
+def test_watershed_tiles_stitched_by_iou_agree_with_the_untiled_run():
+    image = packed_balls((48, 96, 96), 260, (4, 8), np.random.default_rng(0))
+    untiled = watershed_fn(image)
+    options = dict(tile_shape=(24, 48, 48), overlap=16, compute=True)
+    iou = tile_process(image, watershed_fn, stitch="iou", **options)
+    touch = tile_process(image, watershed_fn, stitch="touch", **options)
+    assert agreement(untiled, iou) > 0.99 and agreement(iou, untiled) > 0.99
+    assert agreement(untiled, touch) < 0.9

@@ -242,6 +242,16 @@ def lower_offsets(ndim: int) -> list[tuple[int, ...]]:
     return [s for s in steps if any(s) and s[next(i for i, v in enumerate(s) if v)] < 0]
 
 
+def _in_core(tile: Tile, box: Box, labels: np.ndarray) -> np.ndarray:
+    """Labels of ``labels`` (read over ``box``) that have voxels in ``tile``'s core."""
+    inner = tuple(
+        slice(max(c.start, b.start) - b.start, max(min(c.stop, b.stop) - b.start, 0))
+        for c, b in zip(tile.core, box, strict=True)
+    )
+    found = np.unique(labels[inner])
+    return found[found > 0]
+
+
 def match_tile(job: MatchJob, index: int) -> TileMatches:
     """Match tile ``index`` with every lower neighbour inside their common zone."""
     seams, plan = job.seams, job.seams.plan
@@ -274,7 +284,14 @@ def match_tile(job: MatchJob, index: int) -> TileMatches:
             slice(b.start - h.start, b.stop - h.start)
             for b, h in zip(boxes[0], tile.halo_box, strict=True)
         )
-        matched = match_labels(labels[mine], seams.read(other, boxes[1]), seams.iou_threshold)
+        theirs = seams.read(other, boxes[1])
+        # Only predictions that reach into their own tile's core may be joined: an object
+        # a tile sees only in its halo is seen better by the tile whose core holds it, and
+        # joining through such half-seen objects would chain distinct cells together.
+        ours = labels[mine]
+        ours = np.where(core_sizes[ours] > 0, ours, 0)
+        theirs = np.where(np.isin(theirs, _in_core(other, boxes[1], theirs)), theirs, 0)
+        matched = match_labels(ours, theirs, seams.iou_threshold)
         if matched.size:
             found.append(
                 np.stack([tag(index, matched[:, 0]), tag(other.index, matched[:, 1])], axis=1)
