@@ -118,7 +118,7 @@ def scenes(draw):
 
 
 @given(scenes())
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_iou_with_a_perfect_segmenter_recovers_every_instance(scene):
     truth, tile_shape, overlap = scene
     result = tile_process(truth, exact_fn, tile_shape=tile_shape, overlap=overlap,
