@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import dask
 
-from .errors import ClusterConfigurationError
+from .errors import ClusterConfigurationError, TileFunctionError
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,57 @@ def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
 
 def _call(index: int, stage: Callable[[Any, int], Any], job: Any) -> Any:
     return stage(job, index)
+
+
+SHARED_TASK_BYTES = 8 << 20
+
+
+def _identity(job: Any) -> Any:
+    return job
+
+
+def _pickled_size(job: Any) -> int:
+    """Bytes ``job`` takes pickled; array buffers are counted, not copied."""
+    import cloudpickle
+
+    buffers: list[int] = []
+    try:
+        head = cloudpickle.dumps(
+            job, protocol=5, buffer_callback=lambda b: buffers.append(b.raw().nbytes)
+        )
+    except Exception:
+        return sys.maxsize  # let scatter report the pickling error
+    return len(head) + sum(buffers)
+
+
+def _share(client: Any, job: Any) -> Any:
+    """A future for ``job`` on the cluster, shipped once per stage.
+
+    A small job becomes a task: if every worker holding it dies, the scheduler simply
+    recomputes it, so killed workers cost nothing but their tiles in flight. A large one
+    (an in-memory image) is scattered to every worker instead.
+    """
+    if _pickled_size(job) <= SHARED_TASK_BYTES:
+        return client.submit(_identity, job, pure=False)
+    [future] = client.scatter([job], broadcast=True, hash=False)
+    return future
+
+
+def _task_failure(exc: Exception, job: Any, index: int, retries: int) -> Exception:
+    """Name the tile of a failed task; say that retries were used up."""
+    from distributed import KilledWorker
+
+    plan = getattr(job, "plan", None)
+    where = plan.tile(index).describe() if plan is not None else f"task {index}"
+    if isinstance(exc, KilledWorker):
+        return TileFunctionError(
+            f"{where} killed every worker that ran it ({exc}); it probably runs out of "
+            "memory or crashes the process: use a smaller `tile_shape`."
+        )
+    if retries:
+        exc.add_note(f"patchworks: {where} failed on all {1 + retries} attempts "
+                     f"(retries={retries}).")
+    return exc
 
 
 class Executor:
@@ -159,7 +210,7 @@ class Executor:
         from distributed import as_completed
 
         client = self.client
-        [job_future] = client.scatter([job], broadcast=True, hash=False)
+        job_future = _share(client, job)
         todo = iter(indices)
         index_of: dict[str, int] = {}
 
@@ -176,7 +227,15 @@ class Executor:
         queue = as_completed(submit(self._window()))
         try:
             for future in queue:
-                collect(index_of.pop(future.key), future.result())
+                index = index_of.pop(future.key)
+                try:
+                    value = future.result()
+                except Exception as exc:
+                    error = _task_failure(exc, job, index, self.retries)
+                    if error is exc:
+                        raise
+                    raise error from exc
+                collect(index, value)
                 bar.update()
                 for new in submit(1):
                     queue.add(new)

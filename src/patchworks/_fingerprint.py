@@ -156,7 +156,6 @@ def run_fingerprint(
     skip_empty: bool,
     empty_threshold: float | None,
     stitch: str,
-    iou_threshold: float,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """All components a staged tile depends on, as a JSON-able dict.
@@ -166,11 +165,10 @@ def run_fingerprint(
     >>> src = ImageSource(np.zeros((4, 4), "uint8"))
     >>> plan = TilePlan((4, 4), (2, 2), (1, 1))
     >>> a = run_fingerprint(src.array, src, abs, plan, labels_dtype=np.dtype("int32"),
-    ...                     skip_empty=False, empty_threshold=None, stitch="touch",
-    ...                     iou_threshold=0.5)
+    ...                     skip_empty=False, empty_threshold=None, stitch="touch")
     >>> b = run_fingerprint(src.array, src, abs, TilePlan((4, 4), (4, 2), (1, 1)),
     ...                     labels_dtype=np.dtype("int32"), skip_empty=False,
-    ...                     empty_threshold=None, stitch="touch", iou_threshold=0.5)
+    ...                     empty_threshold=None, stitch="touch")
     >>> differences(a, b)
     ['tile_shape']
     """
@@ -185,7 +183,6 @@ def run_fingerprint(
         "skip_empty": bool(skip_empty),
         "empty_threshold": empty_threshold,
         "stitch": stitch,
-        "iou_threshold": float(iou_threshold) if stitch == "iou" else None,
         **(extra or {}),
     }
     # Round-trip through JSON so a fingerprint read back from disk compares equal.

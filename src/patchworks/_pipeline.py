@@ -215,7 +215,7 @@ def tile_process(
         logger.info("tile_process: %d tiles of %s over %s", plan.n_tiles, tiles, source.shape)
         fingerprint = out.fingerprint(
             image, source, fn, plan, labels_dtype=out_dtype, skip_empty=skip_empty,
-            empty_threshold=threshold, stitch=stitch, iou_threshold=iou_threshold,
+            empty_threshold=threshold, stitch=stitch,
         )
         if out.finished(fingerprint):
             result = out.finished_result(compute=compute)

@@ -136,35 +136,43 @@ class DurableTiles:
 def run_durably(durable: DurableTiles, index: int) -> Any:
     summary = durable.stage(durable.job, index)
     if getattr(summary, "n_labels", 1):
-        sync_tile(durable.job.staging, durable.job.plan, index)
+        job = durable.job
+        sync_tile([*staged_arrays(job.staging), *staged_arrays(getattr(job, "seams", None))],
+                  job.plan, index)
     return summary
 
 
-def staged_arrays(staging: Staging) -> list[Any]:
-    """The zarr arrays held by a :class:`~patchworks._staging.Staging`, whatever its layout."""
+def staged_arrays(holder: Any) -> list[Any]:
+    """The zarr arrays among the fields of a dataclass (a Staging, Seams), whatever its layout."""
+    if holder is None or not dataclasses.is_dataclass(holder):
+        return []
     arrays: dict[int, Any] = {}
-    for field in dataclasses.fields(staging):
-        value = getattr(staging, field.name)
+    for field in dataclasses.fields(holder):
+        value = getattr(holder, field.name)
         for item in value if isinstance(value, tuple | list) else (value,):
             if hasattr(item, "metadata") and hasattr(item, "store"):
                 arrays[id(item)] = item
     return list(arrays.values())
 
 
-def sync_tile(staging: Staging, plan: TilePlan, index: int) -> None:
+def sync_tile(arrays: list[Any], plan: TilePlan, index: int) -> None:
     """Flush the staged chunk files that tile ``index`` wrote.
 
-    A staged array is either image-shaped (the tile wrote its core) or has one row per
-    tile (the tile wrote row ``index``); chunks are tile-aligned in both cases.
+    A staged array is image-shaped (the tile wrote its core), has one row per tile (the
+    tile wrote row ``index``) or one cell per grid position (the tile wrote its own); its
+    chunks are tile-aligned in every case.
     """
     paths = []
-    for array in staged_arrays(staging):
+    position = plan.position(index)
+    for array in arrays:
         root = getattr(array.store, "root", None)
         if root is None:
             continue  # not a local store: nothing to flush from here
         shape = tuple(array.shape)
         if shape == plan.shape:
-            start = tuple(s.start for s in plan.core(plan.position(index)))
+            start = tuple(s.start for s in plan.core(position))
+        elif shape[: plan.ndim] == plan.grid:
+            start = (*position, *(0,) * (len(shape) - plan.ndim))
         elif shape and shape[0] == plan.n_tiles:
             start = (index,) + (0,) * (len(shape) - 1)
         else:
