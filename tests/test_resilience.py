@@ -145,8 +145,8 @@ def test_a_tile_that_kills_its_worker_is_named():
     try:
         volume = np.zeros((24, 30, 30))
         volume[0, 0, 0] = MARK
-        with pytest.raises(TileFunctionError, match=r"tile 0 .* killed every worker that "
-                           r"ran it .*use a smaller `tile_shape`"):
+        with pytest.raises(TileFunctionError, match=r"the workers running tile \d+ \(grid "
+                           r"position .*, box .*\) died too often .*smaller `tile_shape`"):
             tile_process(volume, crash_on_first_tile, tile_shape=TILES, overlap=2)
     finally:
         client.close()

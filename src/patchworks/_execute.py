@@ -116,8 +116,9 @@ def _task_failure(exc: Exception, job: Any, index: int, retries: int) -> Excepti
     where = plan.tile(index).describe() if plan is not None else f"task {index}"
     if isinstance(exc, KilledWorker):
         return TileFunctionError(
-            f"{where} killed every worker that ran it ({exc}); it probably runs out of "
-            "memory or crashes the process: use a smaller `tile_shape`."
+            f"the workers running {where} died too often ({exc}); a tile that exhausts "
+            "memory or crashes `fn` does this (this tile, or one that ran beside it): try a "
+            "smaller `tile_shape` or fewer threads per worker."
         )
     if retries:
         exc.add_note(f"patchworks: {where} failed on all {1 + retries} attempts "
