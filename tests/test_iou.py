@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import dask.array as da
 import fastremap
 import numpy as np
@@ -12,9 +14,9 @@ from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
 from conftest import same_partition
-from patchworks import merge_tile_labels, suggest_overlap, tile_process
+from patchworks import make_local_cluster, merge_tile_labels, suggest_overlap, tile_process
 from patchworks._iou import match_labels
-from patchworks.errors import InvalidParameterError
+from patchworks.errors import InvalidParameterError, TileFunctionError
 
 
 def exact_fn(tile):
@@ -232,3 +234,41 @@ def test_watershed_tiles_stitched_by_iou_agree_with_the_untiled_run():
     touch = tile_process(image, watershed_fn, stitch="touch", **options)
     assert agreement(untiled, iou) > 0.99 and agreement(iou, untiled) > 0.99
     assert agreement(untiled, touch) < 0.9
+
+
+CALLS = {"n": 0, "fail_after": None}
+CALLS_LOCK = threading.Lock()
+
+
+def flaky_exact_fn(tile):
+    """``exact_fn`` that counts its calls and fails after ``CALLS["fail_after"]`` of them."""
+    with CALLS_LOCK:
+        CALLS["n"] += 1
+        if CALLS["fail_after"] is not None and CALLS["n"] > CALLS["fail_after"]:
+            raise RuntimeError("simulated crash")
+    return exact_fn(tile)
+
+
+def test_resume_keeps_the_halo_predictions_of_finished_tiles():
+    truth = cells((40, 40), 30, np.random.default_rng(6))
+    options = dict(tile_shape=(10, 10), overlap=3, stitch="iou", write_to="out.zarr",
+                   resume=True, sequential_labels=True)
+    CALLS.update(n=0, fail_after=6)
+    with pytest.raises(TileFunctionError, match="simulated crash"):
+        tile_process(truth, flaky_exact_fn, **options)
+    CALLS.update(n=0, fail_after=None)
+    result = tile_process(truth, flaky_exact_fn, compute=True, **options)
+    assert CALLS["n"] < 16  # finished tiles were not run again
+    assert same_partition(result, truth)
+
+
+def test_iou_on_a_process_cluster():
+    truth = cells((40, 48), 30, np.random.default_rng(9))
+    client, cluster = make_local_cluster(n_workers=2, dashboard_address=None)
+    try:
+        result = tile_process(truth, exact_fn, tile_shape=(16, 16), overlap=4, stitch="iou",
+                              sequential_labels=True, write_to="out.zarr", compute=True)
+    finally:
+        client.close()
+        cluster.close()
+    assert same_partition(result, truth)
