@@ -7,6 +7,7 @@ from ._cluster import make_local_cluster
 from ._empty import estimate_empty_tiles
 from ._overlap import suggest_overlap
 from ._pipeline import merge_tile_labels, tile_process
+from ._preview import preview
 from ._version import __version__
 from .errors import PatchworksError
 
@@ -16,6 +17,7 @@ __all__ = [
     "estimate_empty_tiles",
     "make_local_cluster",
     "merge_tile_labels",
+    "preview",
     "suggest_overlap",
     "tile_process",
 ]

@@ -130,3 +130,68 @@ def write_blobs_zarr(
         )
         array[box] = blobs_region(box, centres, radii, seed=seed, chunk_id=chunk_id, dtype=dtype)
     return array
+
+
+def write_blobs_ome_zarr(
+    path: str,
+    shape: Sequence[int] = (64, 256, 256),
+    *,
+    chunks: Sequence[int] | None = None,
+    radius: float = 8.0,
+    density: float = 0.3,
+    seed: int = 0,
+    n_levels: int = 3,
+    voxel_size: Sequence[float] | None = None,
+    overwrite: bool = False,
+) -> Any:
+    """Write a blobs image as an OME-Zarr 0.5 image (zarr v3) with a multiscale pyramid.
+
+    Level 0 is :func:`write_blobs_zarr`'s image; each further level halves y and x
+    (2x2 mean), chunk by chunk. Axes are named ``z, y, x`` (``y, x`` in 2-D) with
+    ``voxel_size`` as the level-0 scale in micrometres. Returns the zarr group.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> group = write_blobs_ome_zarr(os.path.join(tempfile.mkdtemp(), "b.ome.zarr"),
+    ...                              (4, 64, 64), chunks=(4, 32, 32), n_levels=2)
+    >>> [group[str(k)].shape for k in range(2)]
+    [(4, 64, 64), (4, 32, 32)]
+    """
+    import zarr
+
+    shape = tuple(int(n) for n in shape)
+    if len(shape) not in (2, 3):
+        from .errors import InvalidParameterError
+
+        raise InvalidParameterError(f"`shape` must be 2-D (y, x) or 3-D (z, y, x); got {shape}.")
+    chunks = tuple(chunks) if chunks is not None else tuple(min(n, 128) for n in shape)
+    group = zarr.open_group(path, mode="w" if overwrite else "w-", zarr_format=3)
+    write_blobs_zarr(f"{path}/0", shape, chunks=chunks, radius=radius, density=density,
+                     seed=seed)
+    scale0 = [float(v) for v in (voxel_size or (1.0,) * len(shape))]
+    datasets = [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale0}]}]
+    previous = group["0"]
+    for k in range(1, n_levels):
+        factors = (1,) * (len(shape) - 2) + (2, 2)
+        size = tuple(-(-n // f) for n, f in zip(previous.shape, factors, strict=True))
+        level = group.create_array(str(k), shape=size, chunks=chunks, dtype=previous.dtype)
+        for region in np.ndindex(*[-(-n // c) for n, c in zip(size, chunks, strict=True)]):
+            out = tuple(slice(i * c, min((i + 1) * c, n))
+                        for i, c, n in zip(region, chunks, size, strict=True))
+            src = np.asarray(previous[tuple(slice(s.start * f, s.stop * f)
+                                            for s, f in zip(out, factors, strict=True))])
+            pad = [(0, -n % f) for n, f in zip(src.shape, factors, strict=True)]
+            src = np.pad(src.astype(np.float32), pad, mode="edge")
+            split = [d for n, f in zip(src.shape, factors, strict=True) for d in (n // f, f)]
+            mean = src.reshape(split).mean(axis=tuple(range(1, 2 * len(shape), 2)))
+            level[out] = mean[tuple(slice(0, s.stop - s.start) for s in out)].astype(level.dtype)
+        scale = [s * f ** k for s, f in zip(scale0, factors, strict=True)]
+        shift = [(f**k - 1) * s / 2 for s, f in zip(scale0, factors, strict=True)]
+        datasets.append({"path": str(k), "coordinateTransformations": [
+            {"type": "scale", "scale": scale}, {"type": "translation", "translation": shift}]})
+        previous = level
+    axes = [{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"[-len(shape):]]
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [
+        {"name": "blobs", "axes": axes, "datasets": datasets}]}
+    return group
