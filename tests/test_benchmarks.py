@@ -12,8 +12,8 @@ from scipy import ndimage as ndi
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
 
-import _check  # noqa: E402
-import overhead  # noqa: E402
+import _check
+import overhead
 
 
 def test_partition_check_accepts_renaming_and_rejects_splits_and_merges(rng):

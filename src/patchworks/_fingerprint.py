@@ -32,6 +32,7 @@ import numpy as np
 from ._plan import TilePlan
 from ._source import ImageSource
 from ._version import __version__
+from .errors import ImageReadError
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +71,18 @@ def _chunked_samples(array: Any, chunks: tuple[int, ...]) -> list[str]:
             slice(p * c, min((p + 1) * c, n))
             for p, c, n in zip(position, chunks, shape, strict=True)
         )
-        block = array[box]
-        if hasattr(block, "compute"):
-            block = block.compute(scheduler="sync")
-        hashes.append(_hash_array(np.asarray(block)))
+        try:
+            block = array[box]
+            if hasattr(block, "compute"):
+                block = block.compute(scheduler="sync")
+            block = np.asarray(block)
+        except Exception as exc:
+            raise ImageReadError(
+                f"could not read `image` at box [{', '.join(f'{b.start}:{b.stop}' for b in box)}] "
+                f"to fingerprint the run for resume=True ({type(exc).__name__}: {exc}); its "
+                "store is damaged or unreachable."
+            ) from exc
+        hashes.append(_hash_array(block))
     return hashes
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from ._plan import Tile, TilePlan
 from ._source import ImageSource
 from ._staging import Staging
-from .errors import InvalidLabelsError, LabelOverflowError, TileFunctionError
+from .errors import ImageReadError, InvalidLabelsError, LabelOverflowError, TileFunctionError
 
 
 @dataclass(frozen=True)
@@ -137,11 +137,22 @@ def run_fn(job: TileJob, tile: Tile, data: np.ndarray, *, crop: bool = True) -> 
     return labels[tile.crop] if crop else labels
 
 
+def read_tile(source: ImageSource, tile: Tile, box: Any, *, name: str = "image") -> np.ndarray:
+    """Read ``box`` of ``source``; a damaged or unreachable store names the tile."""
+    try:
+        return source.read(box)
+    except Exception as exc:
+        raise ImageReadError(
+            f"could not read `{name}` for {tile.describe()} ({type(exc).__name__}: {exc}); "
+            "its store is damaged or unreachable."
+        ) from exc
+
+
 def process_tile(job: TileJob, index: int) -> TileSummary:
     """Stage 2 for one tile of ``tile_process``: read, ``fn``, check, crop, stage."""
     assert job.source is not None
     tile = job.plan.tile(index)
-    data = job.source.read(tile.halo_box)
+    data = read_tile(job.source, tile, tile.halo_box)
     if job.skip_empty:
         core = data[job.source.full_box(tile.crop)]
         threshold = 0 if job.empty_threshold is None else job.empty_threshold
@@ -171,6 +182,6 @@ def scan_label_store(job: TileJob, index: int) -> TileSummary:
     """Stage 2 for a tile of a user's label store: faces only, labels stay where they are."""
     assert job.source is not None
     tile = job.plan.tile(index)
-    return stage_label_block(job, index, job.source.read(tile.core))
+    return stage_label_block(job, index, read_tile(job.source, tile, tile.core, name="labeled"))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = [
     "ClusterConfigurationError",
     "ImageNotFoundError",
+    "ImageReadError",
     "IncompleteOutputError",
     "InvalidImageError",
     "InvalidLabelsError",
@@ -45,6 +46,10 @@ class InvalidImageError(PatchworksError, ValueError):
 
 class ImageNotFoundError(PatchworksError, FileNotFoundError):
     """The ``image`` path does not exist."""
+
+
+class ImageReadError(PatchworksError, OSError):
+    """Reading a tile of the input failed (a damaged chunk, a lost network store)."""
 
 
 class InvalidLabelsError(PatchworksError, ValueError):
