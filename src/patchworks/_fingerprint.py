@@ -14,17 +14,22 @@ The fingerprint is a dict of JSON-able components, so a mismatch can be reported
   spaced ones, at most :data:`SAMPLED_CHUNKS`). A NumPy array up to :data:`FULL_HASH_BYTES`
   is hashed whole. Edits to chunks that were not sampled go unnoticed: change the output
   path (or pass ``overwrite=True``) after editing an image in place.
-* fn: module and qualified name plus a hash of its pickled bytes (cloudpickle), so a
-  different function, a changed body or different closure values are all detected.
+* fn: module and qualified name plus a hash of its code (without line numbers), of the
+  user's own functions and classes it calls, and of the plain values it reads (closure
+  cells, defaults, module-level numbers and strings, ``functools.partial`` arguments,
+  instance attributes). A different function, a changed body or a changed threshold are
+  detected; library code and big objects (a loaded model) count by name only.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import math
 import os
+import types
 from typing import Any
 
 import numpy as np
@@ -117,42 +122,126 @@ def image_identity(image: Any, source: ImageSource) -> dict[str, Any]:
     return identity
 
 
-def _class_code(cls: type) -> bytes:
-    """Bytes of the methods of a class defined in a script (not importable by name)."""
-    parts = []
-    for klass in cls.__mro__:
-        if klass is object:
-            continue
-        for key, value in sorted(vars(klass).items()):
-            code = getattr(value, "__code__", None)
-            if code is not None:
-                parts.append(key.encode() + code.co_code + repr(code.co_consts).encode())
-    return b"".join(parts)
+_SIMPLE = (int, float, complex, str, bytes, bool, type(None), np.generic)
+_SMALL_ARRAY = 1 << 20
 
 
-def _pickled(fn: Any) -> bytes:
-    import cloudpickle
+class _FnHasher:
+    """Hash what ``fn`` computes with, stably across processes and edits that don't matter.
 
-    cls = type(fn)
-    if not hasattr(fn, "__code__") and cls.__module__ == "__main__":
-        # cloudpickle tags classes defined in a script with a random id per process;
-        # hash the methods' code and the instance state instead, stable across restarts.
-        state = fn.__getstate__() if hasattr(fn, "__getstate__") else vars(fn)
-        return _class_code(cls) + cloudpickle.dumps(state, protocol=5)
-    return cloudpickle.dumps(fn, protocol=5)
+    Code is hashed without line numbers (moving a function in its file changes nothing);
+    the user's own functions and classes it calls are followed; plain values (numbers,
+    strings, small arrays, tuples, ``functools.partial`` arguments, an object's plain
+    attributes) are hashed by content; modules and library functions by name; mutable or
+    opaque objects (lists, dicts, caches, a lazily loaded model) not at all, so state that
+    fills up during a run never makes its restart look like a different call.
+    """
+
+    def __init__(self, home: str | None) -> None:
+        self.hash = hashlib.blake2b(digest_size=16)
+        self.home = home  # the module fn was defined in: its functions are followed
+        self.seen: set[int] = set()
+
+    def add(self, text: Any) -> None:
+        self.hash.update(repr(text).encode())
+
+    def value(self, value: Any, depth: int = 0) -> None:
+        """Hash plain data and the user's own code; skip None and mutable objects."""
+        if value is None:
+            return  # often a slot filled later (a lazily loaded model)
+        if isinstance(value, _SIMPLE):
+            self.add((type(value).__name__, value))
+        elif isinstance(value, np.ndarray):
+            self.add(("ndarray", value.shape, value.dtype.str))
+            if value.nbytes <= _SMALL_ARRAY:
+                self.add(_hash_array(value))
+        elif depth > 6:
+            return
+        elif isinstance(value, tuple | frozenset):
+            self.add((type(value).__name__, len(value)))
+            items = sorted(value, key=repr) if isinstance(value, frozenset) else value
+            for item in list(items)[:1000]:
+                self.value(item, depth + 1)
+        elif isinstance(value, functools.partial):
+            self.value(value.func, depth + 1)
+            self.value(value.args, depth + 1)
+            self.items(value.keywords, depth + 1)
+        elif isinstance(value, types.FunctionType | types.MethodType | type):
+            self.callable(value, depth)
+        elif isinstance(value, types.ModuleType | types.BuiltinFunctionType):
+            self.add(getattr(value, "__name__", "?"))
+        elif depth == 0:  # fn is a callable object: its class and its plain attributes
+            self.callable(type(value), depth)
+            self.items(getattr(value, "__dict__", {}), depth + 1)
+        # anything else (lists, dicts, caches, models) may change while the run goes on
+
+    def items(self, mapping: dict[str, Any], depth: int) -> None:
+        for key in sorted(mapping, key=repr)[:1000]:
+            self.add(key)
+            self.value(mapping[key], depth)
+
+    def _own(self, obj: Any) -> bool:
+        module = getattr(obj, "__module__", None)
+        return module is not None and (module == self.home or module == "__main__")
+
+    def callable(self, obj: Any, depth: int) -> None:
+        self.add((getattr(obj, "__module__", "?"), getattr(obj, "__qualname__", "?")))
+        if id(obj) in self.seen or not self._own(obj):
+            return  # library code: its name is its identity
+        self.seen.add(id(obj))
+        if isinstance(obj, types.MethodType):
+            self.value(obj.__self__, depth + 1)
+            obj = obj.__func__
+        if isinstance(obj, type):
+            for key, member in sorted(vars(obj).items()):
+                if isinstance(member, types.FunctionType):
+                    self.add(key)
+                    self.function(member, depth + 1)
+            return
+        self.function(obj, depth)
+
+    def function(self, fn: types.FunctionType, depth: int) -> None:
+        self.code(fn.__code__, fn.__globals__, depth)
+        self.value(fn.__defaults__, depth + 1)
+        self.value(fn.__kwdefaults__, depth + 1)
+        for cell in fn.__closure__ or ():
+            try:
+                contents = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            self.value(contents, depth + 1)
+
+    def code(self, code: types.CodeType, globals_: dict[str, Any], depth: int) -> None:
+        self.hash.update(code.co_code)
+        self.add((code.co_names, code.co_varnames, code.co_freevars))
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                self.code(const, globals_, depth)
+            else:
+                self.add(const)
+        for name in code.co_names:
+            if name in globals_:
+                self.add(name)
+                self.value(globals_[name], depth + 1)
 
 
 def fn_identity(fn: Any) -> dict[str, Any]:
-    """Identity of ``fn``: its qualified name and a hash of its pickled bytes."""
+    """Identity of ``fn``: its qualified name and a hash of what it computes with.
+
+    Examples
+    --------
+    >>> threshold = 0.5
+    >>> def a(tile):
+    ...     return tile > threshold
+    >>> fn_identity(a) == fn_identity(a), fn_identity(a) == fn_identity(lambda t: t > 0.5)
+    (True, False)
+    """
     kind = fn if hasattr(fn, "__qualname__") else type(fn)
-    name = f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', '?')}"
-    try:
-        data = _pickled(fn)
-    except Exception as exc:  # unpicklable fn (fine on threads): fall back to its code
-        logger.info("fingerprint: fn %s is not picklable (%s); hashing its code", name, exc)
-        code = getattr(fn, "__code__", None) or getattr(type(fn).__call__, "__code__", None)
-        data = b"" if code is None else code.co_code + repr(code.co_consts).encode()
-    return {"name": name, "pickle": _digest(data)}
+    module = getattr(kind, "__module__", None)
+    name = f"{module or '?'}.{getattr(kind, '__qualname__', '?')}"
+    hasher = _FnHasher(home=module)
+    hasher.value(fn)
+    return {"name": name, "code": hasher.hash.hexdigest()}
 
 
 def run_fingerprint(
