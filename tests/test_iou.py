@@ -160,6 +160,8 @@ def test_merge_tile_labels_on_a_users_overlapping_tiling():
     assert same_partition(merged, truth)
     with pytest.raises(InvalidParameterError, match="blocks must be overlapping tiles"):
         merge_tile_labels(labeled, stitch="iou", overlap=2)
+    with pytest.raises(InvalidParameterError, match='only stitch="iou" uses; got overlap=3'):
+        merge_tile_labels(labeled, overlap=3)
     with pytest.raises(InvalidParameterError, match='needs `labeled` as a dask array'):
         merge_tile_labels(truth, stitch="iou", overlap=3, tile_shape=(12, 11))
 

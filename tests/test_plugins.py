@@ -175,3 +175,36 @@ def test_stardist_2d_model_on_a_stack_goes_plane_by_plane(stardist_folder):
     assert not first & second  # planes never share an ID
     assert np.array_equal(labels[1] > 0, fn(stack[1]) > 0)
     assert fn(stack[:1]).shape == (1, 32, 32)
+
+
+@needs_cellpose
+def test_cellpose_fn_hands_its_options_to_eval(cellpose_weights):
+    """A model object is used as given, and every option reaches ``CellposeModel.eval``."""
+    from cellpose import models
+
+    from patchworks.plugins.cellpose import cellpose_fn
+
+    calls = []
+
+    class Recording(models.CellposeModel):
+        def eval(self, x, **kwargs):
+            calls.append((np.shape(x), kwargs))
+            if kwargs.get("do_3D"):  # 3-D Cellpose on a CPU takes minutes; check the call only
+                return np.zeros(np.shape(x)[:3], dtype=np.uint16), None, None
+            return super().eval(x, **kwargs)
+
+    model = Recording(gpu=False, pretrained_model=cellpose_weights)
+    model.pretrained_model = None  # no file to reload from: the object itself is used
+    fn = cellpose_fn(model, diameter=17, channels=(2, 1), channel_axis=0, normalize=False,
+                     flow_threshold=0.2)
+    assert fn.model is model
+    out = fn(np.stack([blobs((24, 24)), blobs((24, 24), seed=1)]))
+    assert out.shape == (24, 24) and out.dtype == np.int32
+    shape, kwargs = calls[-1]
+    assert shape == (24, 24, 2)  # channels moved last
+    assert kwargs == {"diameter": 17, "channels": [2, 1], "channel_axis": 2,
+                      "normalize": False, "flow_threshold": 0.2}
+    stack = np.stack([blobs((20, 20), seed=s) for s in range(2)])
+    assert cellpose_fn(model, do_3D=True, diameter=30)(stack).shape == stack.shape
+    shape, kwargs = calls[-1]
+    assert shape == (2, 20, 20) and kwargs["do_3D"] is True and kwargs["z_axis"] == 0

@@ -114,6 +114,15 @@ def resolve_overlap(overlap: Any, source: ImageSource, fn: Any, tiles: tuple[int
     return suggest_overlap(source, fn, sample_shape=tiles)
 
 
+def check_merge_overlap(stitch: str, overlap: Any) -> None:
+    """``merge_tile_labels``: ``overlap`` describes overlapping tiles, used only by "iou"."""
+    if stitch != "iou" and not (isinstance(overlap, int) and overlap == 0):
+        raise InvalidParameterError(
+            '`overlap` describes blocks that are overlapping tiles, which only stitch="iou" '
+            f"uses; got overlap={overlap!r} with stitch={stitch!r}."
+        )
+
+
 def halo_plan(chunks: tuple[tuple[int, ...], ...], overlap: Any) -> TilePlan:
     """The tile plan of a user's overlapping tiling: one halo'd tile per block.
 

@@ -21,7 +21,7 @@ from ._iou import create_seams
 from ._labelmap import LabelMap, build_label_map
 from ._labels_out import plan_label_output
 from ._output import check_write_to, mark_complete, publish
-from ._overlap import halo_plan, resolve_overlap
+from ._overlap import check_merge_overlap, halo_plan, resolve_overlap
 from ._params import (
     check_connectivity,
     check_dtype,
@@ -323,6 +323,7 @@ temp_dir, keep_temp, retries
 
     out_dtype = check_dtype(dtype)
     stitch = check_stitch(stitch, iou_threshold)
+    check_merge_overlap(stitch, overlap)
     is_dask = isinstance(labeled, da.Array)
     if is_dask:
         source = open_image(labeled, name="labeled")
