@@ -124,6 +124,10 @@ def test_merge_and_estimate_empty(workspace, capsys):
                             "--json")
     est = json.loads(out)
     assert code == 0 and 0 <= est["empty_fraction"] <= 1 and "threshold" in est
+    write_blobs_ome_zarr("img2.ome.zarr", (4, 64, 64), chunks=(2, 32, 32), radius=4)
+    code, out, _ = run_main(capsys, "estimate-empty", "img2.ome.zarr", "--tile-shape",
+                            "2,32,32", "--level", "1")
+    assert code == 0 and "of tiles are empty" in out
 
 
 def test_scheduler_address(workspace, capsys, monkeypatch):

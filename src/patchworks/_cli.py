@@ -107,16 +107,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--fn", required=True, help="module:callable or file.py:callable")
     run.add_argument("--overlap", default="0", help="halo in voxels: 8, 2,8,8 or auto")
     run.add_argument("--out", help="output path (default for OME-Zarr: labels inside it)")
-    run.add_argument("--stitch", choices=["touch", "iou"], default="touch")
-    run.add_argument("--iou-threshold", type=float, default=0.5)
-    run.add_argument("--connectivity", type=int)
-    run.add_argument("--sequential-labels", action="store_true")
-    run.add_argument("--skip-empty", action="store_true")
+    run.add_argument("--stitch", choices=["touch", "iou"], default="touch",
+                     help="join labels that touch (default) or whose halos agree")
+    run.add_argument("--iou-threshold", type=float, default=0.5, help="for --stitch iou")
+    run.add_argument("--connectivity", type=int, help="1..ndim (default ndim)")
+    run.add_argument("--sequential-labels", action="store_true", help="IDs exactly 1..N")
+    run.add_argument("--skip-empty", action="store_true",
+                     help="do not run fn on tiles with nothing above --empty-threshold")
     run.add_argument("--empty-threshold", type=float)
-    run.add_argument("--label-name", default="patchworks")
+    run.add_argument("--label-name", default="patchworks",
+                     help="name of labels/<name> inside an OME-Zarr image")
     run.add_argument("--output-format", choices=["auto", "zarr", "ome-zarr"], default="auto")
-    run.add_argument("--resume", action="store_true")
-    run.add_argument("--overwrite", action="store_true")
+    run.add_argument("--resume", action="store_true", help="finish an interrupted run")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing output")
     run.add_argument("--dry-run", action="store_true", help="show the plan, run nothing")
 
     merge = sub.add_parser("merge", parents=[common], help="merge per-tile labels")
@@ -251,7 +254,8 @@ def _run_meta(path: str) -> dict[str, Any]:
     import zarr
 
     try:
-        return dict(dict(zarr.open_array(path, mode="r").attrs).get("patchworks", {}))
+        attrs: dict[str, Any] = dict(zarr.open_array(path, mode="r").attrs)
+        return dict(attrs.get("patchworks", {}))
     except Exception:  # metadata is informative only
         return {}
 
@@ -293,12 +297,9 @@ def _cmd_estimate_empty(args: argparse.Namespace) -> int:
 
     if not args.tile_shape:
         raise UsageError("--tile-shape is needed for estimate-empty (e.g. 1,512,512).")
-    kwargs = _image_kwargs(args)
-    if kwargs.pop("channel") is not None:
-        raise UsageError("--channel is not supported by estimate-empty; use --channel-axis.")
     result = estimate_empty_tiles(args.image, tile_shape=_ints(args.tile_shape, "--tile-shape"),
                                   threshold=args.threshold, sample_size=args.sample_size,
-                                  progress=args.progress, **kwargs)
+                                  progress=args.progress, **_image_kwargs(args))
     if args.json:
         print(json.dumps(result, default=_plain))
     else:

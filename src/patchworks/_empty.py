@@ -53,6 +53,7 @@ def estimate_empty_tiles(
     channel_axis: int | None = None,
     level: int | str | None = None,
     progress: bool = False,
+    channel: int | None = None,
 ) -> dict[str, Any]:
     """Estimate the fraction of background-only tiles from a random sample of tiles.
 
@@ -69,7 +70,7 @@ def estimate_empty_tiles(
         Number of tiles read (at most; all tiles when there are fewer).
     seed : int
         Seed of the random sample, for reproducible estimates.
-    channel_axis, level, progress
+    channel_axis, level, progress, channel
         As in :func:`tile_process`.
 
     Returns
@@ -93,7 +94,7 @@ def estimate_empty_tiles(
             f"`sample_size` must be a positive integer; got {sample_size!r}."
         )
     threshold = check_empty_threshold(threshold)
-    source = open_image(image, channel_axis=channel_axis, level=level)
+    source = open_image(image, channel_axis=channel_axis, level=level, channel=channel)
     executor = Executor(progress=progress)
     tiles = resolve_tile_shape(tile_shape, source, n_tasks=executor.n_workers, use_gpu=False)
     plan = TilePlan(shape=source.shape, tile_shape=tiles, halo=(0,) * source.ndim)

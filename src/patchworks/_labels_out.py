@@ -219,7 +219,9 @@ def plan_label_output(
         source_image = os.path.relpath(os.fspath(image), final) if local else None
     version = ome.image.version if ome is not None else "0.5"
     version = version if version in ("0.4", "0.5") else "0.4"
-    zarr_format = 2 if version == "0.4" else 3
+    # the input's zarr format, so the labels are members of its hierarchy (0.4 metadata in
+    # a zarr v3 group is mirrored as such rather than mixing formats)
+    zarr_format = ome.image.zarr_format if ome is not None else 3
     axes = ome.axes if ome is not None else Axes.default(len(source.shape))
     output = LabelOutput(
         final_path=final,

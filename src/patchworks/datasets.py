@@ -170,8 +170,10 @@ def write_blobs_ome_zarr(
     write_blobs_zarr(f"{path}/0", shape, chunks=chunks, radius=radius, density=density,
                      seed=seed)
     scale0 = [float(v) for v in (voxel_size or (1.0,) * len(shape))]
-    datasets = [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale0}]}]
-    previous = group["0"]
+    datasets: list[Any] = [
+        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale0}]}
+    ]
+    previous: Any = group["0"]
     for k in range(1, n_levels):
         factors = (1,) * (len(shape) - 2) + (2, 2)
         size = tuple(-(-n // f) for n, f in zip(previous.shape, factors, strict=True))
