@@ -52,9 +52,12 @@ def downsample(block: np.ndarray, factors: Sequence[int], method: str) -> np.nda
     ndim = len(out_shape)
     order = [2 * i for i in range(ndim)] + [2 * i + 1 for i in range(ndim)]
     groups = block.reshape(split).transpose(order).reshape(*out_shape, -1)
-    counts = (groups[..., :, None] == groups[..., None, :]).sum(axis=-1).astype(np.float32)
-    counts -= 0.5 * (groups == 0)  # ties go to an object, not to background
-    pick = np.argmax(counts, axis=-1)
+    score = np.zeros(groups.shape, dtype=np.int16)  # 2 x occurrences of each voxel's label
+    for j in range(groups.shape[-1]):
+        score += groups == groups[..., j : j + 1]
+    score *= 2
+    score -= groups == 0  # ties go to an object, not to background
+    pick = np.argmax(score, axis=-1)
     return np.take_along_axis(groups, pick[..., None], axis=-1)[..., 0]
 
 

@@ -197,3 +197,24 @@ def write_blobs_ome_zarr(
     group.attrs["ome"] = {"version": "0.5", "multiscales": [
         {"name": "blobs", "axes": axes, "datasets": datasets}]}
     return group
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m patchworks.datasets PATH [--shape Z,Y,X]``: write an example OME-Zarr."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m patchworks.datasets",
+                                     description="Write a seeded blobs OME-Zarr 0.5 image.")
+    parser.add_argument("path")
+    parser.add_argument("--shape", default="64,512,512")
+    parser.add_argument("--chunks", default="32,128,128")
+    args = parser.parse_args(argv)
+    shape = tuple(int(n) for n in args.shape.split(","))
+    chunks = tuple(int(n) for n in args.chunks.split(","))[-len(shape):]
+    write_blobs_ome_zarr(args.path, shape, chunks=chunks, radius=8, voxel_size=None)
+    print(f"wrote {args.path}: blobs {shape}, chunks {chunks}, threshold {THRESHOLD}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
