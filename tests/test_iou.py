@@ -186,6 +186,17 @@ def test_suggest_overlap_and_auto():
         tile_process(truth, exact_fn, tile_shape=(20, 20), overlap="wide")
 
 
+def test_iou_needs_an_overlap():
+    truth = np.zeros((16, 16), dtype=np.int32)
+    message = r'`stitch="iou"` needs `overlap` > 0 \(about one object diameter\)'
+    with pytest.raises(InvalidParameterError, match=message + ".*got overlap=0"):
+        tile_process(truth, exact_fn, tile_shape=(8, 8), stitch="iou")
+    with pytest.raises(InvalidParameterError, match=message):
+        merge_tile_labels(da.from_array(truth, chunks=8), stitch="iou")
+    whole = tile_process(truth, exact_fn, tile_shape=(16, 16), stitch="iou", compute=True)
+    assert not whole.any()  # one tile: nothing to stitch, no overlap needed
+
+
 def packed_balls(shape, n, radii, rng, squeeze=0.8):
     """Image of touching balls of varied size (centres >= squeeze * (r1 + r2) apart)."""
     centres, radius = [], []

@@ -103,15 +103,33 @@ def suggest_overlap(
     )
 
 
-def resolve_overlap(overlap: Any, source: ImageSource, fn: Any, tiles: tuple[int, ...]) -> Any:
-    """``overlap="auto"`` → :func:`suggest_overlap` on a central tile; else unchanged."""
-    if not isinstance(overlap, str):
-        return overlap
-    if overlap != "auto":
+def resolve_overlap(
+    overlap: Any, source: ImageSource, fn: Any, tiles: tuple[int, ...], *, stitch: str = "touch"
+) -> Any:
+    """``overlap="auto"`` → :func:`suggest_overlap` on a central tile; else unchanged.
+
+    ``stitch="iou"`` needs a halo on some axis: with none, neighbouring tiles share no
+    voxel whose predictions could agree.
+    """
+    if isinstance(overlap, str):
+        if overlap != "auto":
+            raise InvalidParameterError(
+                f'`overlap` must be an integer, a tuple of integers or "auto"; got {overlap!r}.'
+            )
+        overlap = suggest_overlap(source, fn, sample_shape=tiles)
+    if stitch == "iou":
+        check_iou_halo(normalize_overlap(overlap, tiles), overlap, tiles, source.shape)
+    return overlap
+
+
+def check_iou_halo(halo: tuple[int, ...], overlap: Any, tiles: Any, shape: Any) -> None:
+    """Raise unless some axis that is split into several tiles has a halo."""
+    split = [t < n for t, n in zip(tiles, shape, strict=True)]
+    if any(split) and not any(h > 0 for h in halo):
         raise InvalidParameterError(
-            f'`overlap` must be an integer, a tuple of integers or "auto"; got {overlap!r}.'
+            '`stitch="iou"` needs `overlap` > 0 (about one object diameter) so that '
+            f"neighbouring tiles predict a shared zone; got overlap={overlap!r}."
         )
-    return suggest_overlap(source, fn, sample_shape=tiles)
 
 
 def check_merge_overlap(stitch: str, overlap: Any) -> None:
@@ -153,6 +171,7 @@ def halo_plan(chunks: tuple[tuple[int, ...], ...], overlap: Any) -> TilePlan:
         tile_shape=tuple(c[0] for c in cores),
         halo=halo,
     )
+    check_iou_halo(halo, overlap, plan.tile_shape, plan.shape)
     for axis in range(ndim):
         expected = tuple(
             s.stop - s.start

@@ -209,7 +209,7 @@ def tile_process(
         tiles = out.stored_tile_shape(tile_shape) or resolve_tile_shape(
             tile_shape, source, n_tasks=executor.n_workers, use_gpu=use_gpu
         )
-        overlap = resolve_overlap(overlap, source, fn, tiles)
+        overlap = resolve_overlap(overlap, source, fn, tiles, stitch=stitch)
         plan = TilePlan(shape=source.shape, tile_shape=tiles,
                         halo=normalize_overlap(overlap, tiles))
         logger.info("tile_process: %d tiles of %s over %s", plan.n_tiles, tiles, source.shape)
