@@ -15,7 +15,7 @@ import zarr
 from scipy import ndimage as ndi
 
 import patchworks._pipeline as pipeline
-from patchworks import tile_process
+from patchworks import merge_tile_labels, output_status, tile_process
 from patchworks._resume import LOG, read_tile_log, run_dir_for
 from patchworks.errors import (
     IncompleteOutputError,
@@ -234,7 +234,7 @@ KILLED_RUN = """
 import os, signal, sys
 import numpy as np
 from scipy import ndimage as ndi
-from patchworks import tile_process
+from patchworks import merge_tile_labels, output_status, tile_process
 
 calls = [0]
 
@@ -262,3 +262,36 @@ def test_sigkill_mid_run_then_resume_in_a_new_process(volume):
     expected = tile_process(volume, label_fn, tile_shape=TILES, overlap=2, compute=True)
     np.testing.assert_array_equal(zarr.open_array("out.zarr")[...], expected)
     assert not os.path.exists(run_dir_for("out.zarr"))
+
+
+def test_output_status_tells_finished_from_interrupted(volume):
+    assert output_status("out.zarr") == "missing"
+    interrupt(volume)
+    assert output_status("out.zarr") == "interrupted"
+    run(volume, flaky)
+    assert output_status("out.zarr") == "complete"
+    zarr.create_array("foreign.zarr", shape=(2, 2), dtype="int32")
+    assert output_status("foreign.zarr") == "incomplete"
+
+
+def test_status_running_and_merge_refused_while_a_run_holds_the_output(volume):
+    started, release = threading.Event(), threading.Event()
+
+    def slow(tile):
+        started.set()
+        release.wait(30)
+        return label_fn(tile)
+
+    first = threading.Thread(target=lambda: run(volume, slow, tile_shape=(24, 30, 36)),
+                             daemon=True)
+    first.start()
+    assert started.wait(30)
+    try:
+        assert output_status("out.zarr") == "running"
+        labels = np.zeros((4, 4), dtype="int32")
+        with pytest.raises(OutputLockedError):
+            merge_tile_labels(labels, tile_shape=(2, 2), write_to="out.zarr")
+    finally:
+        release.set()
+        first.join(60)
+    assert output_status("out.zarr") == "complete"

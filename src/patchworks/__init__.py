@@ -8,6 +8,7 @@ from ._empty import estimate_empty_tiles
 from ._overlap import suggest_overlap
 from ._pipeline import merge_tile_labels, tile_process
 from ._preview import preview
+from ._resume import output_status
 from ._version import __version__
 from .errors import PatchworksError
 
@@ -17,6 +18,7 @@ __all__ = [
     "estimate_empty_tiles",
     "make_local_cluster",
     "merge_tile_labels",
+    "output_status",
     "preview",
     "suggest_overlap",
     "tile_process",

@@ -77,6 +77,16 @@ def _call(index: int, stage: Callable[[Any, int], Any], job: Any) -> Any:
 SHARED_TASK_BYTES = 8 << 20
 
 
+def _salvage(finished: Iterable[tuple[Any, int]], collect: Callable[[int, Any], None]) -> None:
+    """After a failure, still hand over the tasks that succeeded (resume keeps them)."""
+    for future, index in finished:
+        try:
+            value = future.result()
+        except BaseException:
+            continue
+        collect(index, value)
+
+
 def _identity(job: Any) -> Any:
     return job
 
@@ -205,6 +215,8 @@ class Executor:
             except BaseException:
                 for future in pending:
                     future.cancel()
+                wait(pending)  # tasks already running finish; hand over their results
+                _salvage([(f, i) for f, i in pending.items() if not f.cancelled()], collect)
                 raise
 
     def _map_distributed(self, func, job, indices: Sequence[int], collect, bar) -> None:
@@ -214,6 +226,7 @@ class Executor:
         job_future = _share(client, job)
         todo = iter(indices)
         index_of: dict[str, int] = {}
+        live: dict[str, Any] = {}
 
         def submit(count: int) -> list[Any]:
             batch = [i for _, i in zip(range(count), todo, strict=False)]
@@ -223,12 +236,14 @@ class Executor:
                 _call, batch, stage=func, job=job_future, pure=False, retries=self.retries
             )
             index_of.update((f.key, i) for f, i in zip(futures, batch, strict=True))
+            live.update((f.key, f) for f in futures)
             return futures
 
         queue = as_completed(submit(self._window()))
         try:
             for future in queue:
                 index = index_of.pop(future.key)
+                live.pop(future.key, None)
                 try:
                     value = future.result()
                 except Exception as exc:
@@ -242,6 +257,8 @@ class Executor:
                     queue.add(new)
         except BaseException:
             queue.clear()
+            finished = [(f, index_of[k]) for k, f in live.items() if f.status == "finished"]
+            _salvage(finished, collect)
             raise
         finally:
             client.cancel([job_future])

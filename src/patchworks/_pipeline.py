@@ -40,7 +40,6 @@ from ._staging import (
     create_label_array,
     create_staging,
     remove_tree,
-    scratch_dir,
 )
 from ._tiles import TileJob, process_tile, scan_label_store, stage_label_block
 from ._version import __version__
@@ -359,8 +358,9 @@ temp_dir, keep_temp, retries
     if stitch == "iou":
         plan = halo_plan(labeled.chunks, overlap)
 
-    scratch = scratch_dir(write_path, temp_dir)
+    out = OutputRun(write_path, overwrite=overwrite, temp_dir=temp_dir, keep_temp=keep_temp)
     try:
+        scratch = out.new_scratch()
         staging = create_staging(
             plan, labels_path=None, labels_dtype=out_dtype, scratch=scratch, stage_labels=is_dask
         )
@@ -384,10 +384,11 @@ temp_dir, keep_temp, retries
             info={"tile_shape": list(plan.tile_shape), "stitch": stitch},
             seams=seams,
         )
-        return _merge(run, compute=compute)
+        result = _merge(run, compute=compute)
+        out.close()
+        return result
     except BaseException:
-        if not keep_temp:
-            remove_tree(scratch)
+        out.abort()
         raise
 
 

@@ -356,17 +356,21 @@ class OutputRun:
     def staging(self, plan: Any, labels_dtype: Any, fingerprint: dict[str, Any] | None) -> Staging:
         """The staged arrays: reused from an interrupted run with this fingerprint, or new."""
         if not self.resume or fingerprint is None:
-            parent = self.temp_dir if self.temp_dir is not None or self.run_dir is None else (
-                self.run_dir)
-            self.scratch = scratch_dir(self.write_to, parent)
             return create_staging(plan, labels_path=None, labels_dtype=labels_dtype,
-                                  scratch=self.scratch)
+                                  scratch=self.new_scratch())
         self.scratch = self.state_dir
         staging = self._reuse(plan, fingerprint)
         if staging is None:
             staging = self._create(plan, labels_dtype, fingerprint)
         self.log = TileLog(os.path.join(self.state_dir, LOG), plan.n_tiles)
         return staging
+
+    def new_scratch(self) -> str:
+        """A private folder for this run's temporary data (inside the run directory)."""
+        parent = self.temp_dir if self.temp_dir is not None or self.run_dir is None else (
+            self.run_dir)
+        self.scratch = scratch_dir(self.write_to, parent)
+        return self.scratch
 
     def _reuse(self, plan: Any, fingerprint: dict[str, Any]) -> Staging | None:
         from ._fingerprint import differences
@@ -454,3 +458,61 @@ class OutputRun:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def output_status(write_to: Any) -> str:
+    """Where the output ``write_to`` of :func:`~patchworks.tile_process` stands.
+
+    Returns
+    -------
+    status : str
+        ``"complete"``: ``write_to`` holds a finished result (patchworks moves an output
+        into place only after its last write). ``"running"``: a run is writing it now.
+        ``"interrupted"``: a run stopped before the end; with ``resume=True`` the same
+        call finishes it. ``"incomplete"``: something is at ``write_to`` that patchworks
+        did not mark complete. ``"missing"``: nothing is there.
+
+    Examples
+    --------
+    >>> import numpy as np, os, tempfile
+    >>> out = os.path.join(tempfile.mkdtemp(), "labels.zarr")
+    >>> output_status(out)
+    'missing'
+    >>> from patchworks import tile_process
+    >>> _ = tile_process(np.eye(4, dtype="uint8"), lambda t: t.astype("int32"),
+    ...                  tile_shape=(2, 2), write_to=out)
+    >>> output_status(out)
+    'complete'
+    >>> import shutil; shutil.rmtree(os.path.dirname(out))
+    """
+    import fcntl
+
+    from ._output import is_complete
+
+    path = os.fspath(write_to)
+    run_dir = run_dir_for(path)
+    if os.path.isdir(run_dir):
+        fd = os.open(run_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return "running"
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        if not os.path.exists(path):
+            return "interrupted"
+    if not os.path.exists(path):
+        return "missing"
+    try:
+        import zarr
+
+        node = zarr.open(path, mode="r")
+    except Exception:
+        return "incomplete"
+    attrs = dict(node.attrs)
+    if is_complete(node) or (not isinstance(node, zarr.Array) and "multiscales" in
+                             attrs.get("ome", attrs)):
+        return "complete"
+    return "incomplete"
