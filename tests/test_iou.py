@@ -140,6 +140,10 @@ def test_write_to_lazy_and_gappy_results_agree(tmp_path):
     attrs = zarr.open_array(tmp_path / "out.zarr", mode="r").attrs
     assert attrs["patchworks"]["n_labels"] == n_objects(truth)
     assert attrs["patchworks"]["stitch"] == "iou"
+    sequential = tile_process(truth, exact_fn, write_to=tmp_path / "seq.zarr",
+                              sequential_labels=True, compute=True, **options)
+    info = zarr.open_array(tmp_path / "seq.zarr", mode="r").attrs["patchworks"]
+    assert info["n_labels"] == info["max_label"] == sequential.max() == n_objects(truth)
 
 
 def test_one_plane_per_tile_stitches_planes_like_cellpose():
