@@ -197,3 +197,15 @@ def test_label_chunks_divide_tiles():
         chunks = label_chunks(tile, np.dtype("int32"))
         assert all(t % c == 0 for t, c in zip(tile, chunks, strict=True))
     assert label_chunks((1, 2048, 2048), np.dtype("int32")) == (1, 512, 512)
+
+
+def test_labels_of_a_coarser_level_carry_its_scale(volume):
+    write_ome_image("img.zarr", volume, axes="zyx", scale_factors=(2, 4))
+    tile_process("img.zarr", fn, level=1, tile_shape=(4, 40, 40))
+    ome = group_attrs("img.zarr/labels/patchworks")["ome"]
+    source = group_attrs("img.zarr")["ome"]["multiscales"][0]["datasets"]
+    datasets = ome["multiscales"][0]["datasets"]
+    assert len(datasets) == 2  # the input's levels 1 and 2
+    assert datasets[0]["coordinateTransformations"] == source[1]["coordinateTransformations"]
+    assert zarr.open_array("img.zarr/labels/patchworks/0", mode="r").shape == (8, 80, 80)
+    assert zarr.open_array("img.zarr/labels/patchworks/1", mode="r").shape == (8, 40, 40)
