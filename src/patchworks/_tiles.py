@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import fastremap
 import numpy as np
 
+from ._chunkio import ChunkIO, tile_io
 from ._plan import Tile, TilePlan
 from ._source import ImageSource
 from ._staging import Staging
@@ -42,6 +44,11 @@ class TileJob:
     skip_empty: bool = False
     empty_threshold: float | None = None
     seams: Any = None  # stitch="iou": stages whole halo predictions (see ._iou.Seams)
+
+    @cached_property
+    def source_io(self) -> ChunkIO | None:
+        """Direct chunk reads of a label store whose chunks are the tiles (else None)."""
+        return None if self.source is None else tile_io(self.source.array, self.plan.tile_shape)
 
 
 def _as_numpy(result: Any) -> Any:
@@ -137,9 +144,16 @@ def run_fn(job: TileJob, tile: Tile, data: np.ndarray, *, crop: bool = True) -> 
     return labels[tile.crop] if crop else labels
 
 
-def read_tile(source: ImageSource, tile: Tile, box: Any, *, name: str = "image") -> np.ndarray:
-    """Read ``box`` of ``source``; a damaged or unreachable store names the tile."""
+def read_tile(
+    source: ImageSource, tile: Tile, box: Any, *, name: str = "image", io: ChunkIO | None = None
+) -> np.ndarray:
+    """Read ``box`` of ``source``; a damaged or unreachable store names the tile.
+
+    ``io`` reads the tile's core as one chunk file, bypassing zarr (see ``_chunkio``).
+    """
     try:
+        if io is not None and box == tile.core:
+            return io.read(tile.position)
         return source.read(box)
     except Exception as exc:
         raise ImageReadError(
@@ -182,6 +196,8 @@ def scan_label_store(job: TileJob, index: int) -> TileSummary:
     """Stage 2 for a tile of a user's label store: faces only, labels stay where they are."""
     assert job.source is not None
     tile = job.plan.tile(index)
-    return stage_label_block(job, index, read_tile(job.source, tile, tile.core, name="labeled"))
+    io = job.source_io  # direct chunk reads when the store's chunks are the tiles
+    block = read_tile(job.source, tile, tile.core, name="labeled", io=io)
+    return stage_label_block(job, index, block)
 
 
