@@ -208,3 +208,28 @@ def test_cellpose_fn_hands_its_options_to_eval(cellpose_weights):
     assert cellpose_fn(model, do_3D=True, diameter=30)(stack).shape == stack.shape
     shape, kwargs = calls[-1]
     assert shape == (2, 20, 20) and kwargs["do_3D"] is True and kwargs["z_axis"] == 0
+
+
+@needs_stardist
+@pytest.mark.slow
+def test_stardist_loads_once_per_worker_process_on_a_cluster(stardist_folder):
+    from patchworks import make_local_cluster
+    from patchworks.plugins.stardist import stardist_fn
+
+    fn = stardist_fn(stardist_folder)
+    image = blobs((64, 96))
+    client, cluster = make_local_cluster(n_workers=2, threads_per_worker=2,
+                                         dashboard_address=None)
+    try:
+        result = tile_process(image, fn, tile_shape=(16, 16), overlap=4, stitch="iou",
+                              compute=True)
+        loads = client.run(
+            lambda: dict(__import__("patchworks.plugins._models", fromlist=["LOADS"]).LOADS)
+        )
+    finally:
+        client.close()
+        cluster.close()
+    assert result.shape == image.shape
+    key = ("stardist", "2D", "tiny", os.path.dirname(stardist_folder))
+    per_worker = [counts.get(key, 0) for counts in loads.values()]
+    assert sum(per_worker) >= 1 and max(per_worker) == 1  # 24 tiles, one load per process
