@@ -32,7 +32,7 @@ import numpy as np
 
 SHAPE = (16, 64, 64)
 TILE = (8, 16, 16)
-DELAY_S = 0.02
+DELAY_S = 0.06
 
 
 def slow_label(tile):
@@ -96,7 +96,7 @@ def crash_and_resume(folder: str, seed: int, *, kills: int, duration: float,
     out = f"out-{seed}.zarr"
     landed = []
     for _ in range(kills):
-        delay = float(rng.uniform(0.1, 1.1) * duration)
+        delay = float(rng.uniform(0.05, 0.95) * duration)
         proc = _start(folder, tile, out)
         try:
             proc.wait(timeout=delay)

@@ -295,3 +295,13 @@ def test_status_running_and_merge_refused_while_a_run_holds_the_output(volume):
         release.set()
         first.join(60)
     assert output_status("out.zarr") == "complete"
+
+
+def test_auto_tile_shape_is_taken_from_the_interrupted_run(volume, monkeypatch):
+    expected = tile_process(volume, label_fn, tile_shape=TILES, overlap=2, compute=True)
+    sizes = iter([TILES, (12, 10, 12)])  # free memory differs after the restart
+    monkeypatch.setattr(pipeline, "resolve_tile_shape", lambda *a, **k: next(sizes))
+    done = interrupt(volume, tile_shape="auto")
+    calls, result = calls_after(lambda: run(volume, flaky, tile_shape="auto", compute=True))
+    assert calls == N_TILES - len(done)
+    np.testing.assert_array_equal(result, expected)

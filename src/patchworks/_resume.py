@@ -174,7 +174,8 @@ class OutputRun:
     def stored_tile_shape(self, requested: Any) -> tuple[int, ...] | None:
         """The tile shape of the interrupted run being resumed, when ``requested`` is
         ``None`` or ``"auto"`` (free memory may differ after a restart)."""
-        if not self.resume or not (requested is None or requested == "auto"):
+        if not self.resume or not (requested is None or (isinstance(requested, str)
+                                                         and requested == "auto")):
             return None
         manifest = _read_json(os.path.join(self.state_dir, MANIFEST)) or {}
         shape = manifest.get("fingerprint", {}).get("tile_shape")
