@@ -40,6 +40,8 @@ def same_partition(reference, candidate, *, block: tuple[int, ...]) -> tuple[boo
     pairs = np.unique(np.concatenate(pairs), axis=0)
     n_ref, n_out = np.unique(pairs[:, 0]).size, np.unique(pairs[:, 1]).size
     if n_ref != len(pairs) or n_out != len(pairs):
-        return False, (f"{len(pairs)} label pairs for {n_ref} reference and {n_out} "
-                       "candidate objects (split or merged objects)")
+        return False, (
+            f"{len(pairs)} label pairs for {n_ref} reference and {n_out} "
+            "candidate objects (split or merged objects)"
+        )
     return True, f"{n_ref} objects"

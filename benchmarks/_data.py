@@ -29,8 +29,13 @@ SEED = 42
 
 
 def _params(shape: tuple[int, ...]) -> dict:
-    return {"shape": list(shape), "chunks": list(CHUNKS), "radius": RADIUS,
-            "density": DENSITY, "seed": SEED}
+    return {
+        "shape": list(shape),
+        "chunks": list(CHUNKS),
+        "radius": RADIUS,
+        "density": DENSITY,
+        "seed": SEED,
+    }
 
 
 def _write_chunks(path: str, shape, boxes_ids) -> None:
@@ -43,8 +48,9 @@ def _write_chunks(path: str, shape, boxes_ids) -> None:
     )
 
     array = zarr.open_array(path, mode="r+")
-    centres, radii = blob_table(shape, n_blobs=_n_blobs(shape, RADIUS, DENSITY),
-                                radius=RADIUS, seed=SEED)
+    centres, radii = blob_table(
+        shape, n_blobs=_n_blobs(shape, RADIUS, DENSITY), radius=RADIUS, seed=SEED
+    )
     for box, chunk_id in boxes_ids:
         array[box] = blobs_region(box, centres, radii, seed=SEED, chunk_id=chunk_id)
 
@@ -58,18 +64,28 @@ def make_image(path: str, size: str, *, workers: int = 2) -> str:
         existing = zarr.open_array(path, mode="r")
         if dict(existing.attrs).get("benchmark") == {**_params(shape), "complete": True}:
             return path
-    array = zarr.create_array(path, shape=shape, chunks=CHUNKS, dtype="uint16",
-                              overwrite=True, attributes={"benchmark": _params(shape)})
+    array = zarr.create_array(
+        path,
+        shape=shape,
+        chunks=CHUNKS,
+        dtype="uint16",
+        overwrite=True,
+        attributes={"benchmark": _params(shape)},
+    )
     grid = [range(0, n, c) for n, c in zip(shape, CHUNKS, strict=True)]
     jobs = []
     for chunk_id, starts in enumerate(np.ndindex(*[len(g) for g in grid])):
-        box = tuple(slice(g[i], min(g[i] + c, n))
-                    for g, i, c, n in zip(grid, starts, CHUNKS, shape, strict=True))
+        box = tuple(
+            slice(g[i], min(g[i] + c, n))
+            for g, i, c, n in zip(grid, starts, CHUNKS, shape, strict=True)
+        )
         jobs.append((box, chunk_id))
     per_task = max(1, math.ceil(len(jobs) / (8 * workers)))
     with ProcessPoolExecutor(workers) as pool:
-        futures = [pool.submit(_write_chunks, path, shape, jobs[k:k + per_task])
-                   for k in range(0, len(jobs), per_task)]
+        futures = [
+            pool.submit(_write_chunks, path, shape, jobs[k : k + per_task])
+            for k in range(0, len(jobs), per_task)
+        ]
         for future in futures:
             future.result()
     array.attrs["benchmark"] = {**_params(shape), "complete": True}

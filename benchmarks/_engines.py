@@ -46,8 +46,11 @@ def _boxes(shape, tile):
     """Grid coordinates and box of every tile."""
     grid = [-(-n // t) for n, t in zip(shape, tile, strict=True)]
     for coords in np.ndindex(*grid):
-        yield coords, tuple(
-            slice(c * t, min(c * t + t, n)) for c, t, n in zip(coords, tile, shape, strict=True)
+        yield (
+            coords,
+            tuple(
+                slice(c * t, min(c * t + t, n)) for c, t, n in zip(coords, tile, shape, strict=True)
+            ),
         )
 
 
@@ -82,8 +85,7 @@ def ours(a: dict) -> dict:
     fn = TimedLabel()
     with dask.config.set(num_workers=a["workers"]):
         start = time.perf_counter()
-        tile_process(a["image"], fn, tile_shape=tuple(a["tile"]), connectivity=1,
-                     write_to=a["out"])
+        tile_process(a["image"], fn, tile_shape=tuple(a["tile"]), connectivity=1, write_to=a["out"])
         seconds = time.perf_counter() - start
     return {"seconds": seconds, "fn_seconds": fn.seconds / a["workers"], "output": a["out"]}
 
@@ -94,8 +96,9 @@ def stage_tile_labels(a: dict) -> dict:
 
     tile = tuple(a["tile"])
     image = zarr.open_array(a["image"], mode="r")
-    out = zarr.create_array(a["out"], shape=image.shape, chunks=tile, dtype="int32",
-                            fill_value=0, overwrite=True)
+    out = zarr.create_array(
+        a["out"], shape=image.shape, chunks=tile, dtype="int32", fill_value=0, overwrite=True
+    )
     fn = TimedLabel()
 
     def one(item):
@@ -145,11 +148,22 @@ def peer(a: dict) -> dict:
     fn = TimedLabel()
     start = time.perf_counter()
     image = da.from_zarr(a["image"]).rechunk(tuple(a["tile"]))
-    patchworks.tile_process(image, fn, tile_shape=tuple(a["tile"]), overlap=0,
-                            max_workers=a["workers"], progress=False, write_to=a["out"])
+    patchworks.tile_process(
+        image,
+        fn,
+        tile_shape=tuple(a["tile"]),
+        overlap=0,
+        max_workers=a["workers"],
+        progress=False,
+        write_to=a["out"],
+    )
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "fn_seconds": fn.seconds / a["workers"], "output": a["out"],
-            "component": "labels"}
+    return {
+        "seconds": seconds,
+        "fn_seconds": fn.seconds / a["workers"],
+        "output": a["out"],
+        "component": "labels",
+    }
 
 
 def _whole_image(a: dict, label) -> dict:
@@ -163,8 +177,14 @@ def _whole_image(a: dict, label) -> dict:
         mask[box] = image[box] > THRESHOLD
     labels = label(mask)
     del mask
-    out = zarr.create_array(a["out"], shape=image.shape, chunks=tuple(a["tile"]),
-                            dtype=labels.dtype, fill_value=0, overwrite=True)
+    out = zarr.create_array(
+        a["out"],
+        shape=image.shape,
+        chunks=tuple(a["tile"]),
+        dtype=labels.dtype,
+        fill_value=0,
+        overwrite=True,
+    )
     out[...] = labels
     return {"seconds": time.perf_counter() - start, "output": a["out"]}
 
@@ -191,6 +211,7 @@ ENGINES = {
     "scipy": scipy_whole,
     "cc3d": cc3d_whole,
 }
+
 
 def _cpu_seconds() -> float:
     import resource

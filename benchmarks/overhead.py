@@ -67,9 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - start
     shutil.rmtree(workdir, ignore_errors=True)
     per_tile_ms = (wall - fn.seconds / ns.workers) / n_tiles * 1e3
-    result = {"tiles": n_tiles, "workers": ns.workers, "wall_s": round(wall, 2),
-              "fn_s": round(fn.seconds, 2), "overhead_ms_per_tile": round(per_tile_ms, 3),
-              "load_average": round(os.getloadavg()[0], 1)}
+    result = {
+        "tiles": n_tiles,
+        "workers": ns.workers,
+        "wall_s": round(wall, 2),
+        "fn_s": round(fn.seconds, 2),
+        "overhead_ms_per_tile": round(per_tile_ms, 3),
+        "load_average": round(os.getloadavg()[0], 1),
+    }
     print(json.dumps(result))
     return 0
 

@@ -44,19 +44,28 @@ def main() -> None:
             for resume in (False, True):
                 out = os.path.join(folder, f"out-{k}-{resume}.zarr")
                 began = time.perf_counter()
-                tile_process(image, segment, tile_shape=tuple(args.tile), overlap=4,
-                             write_to=out, resume=resume)
+                tile_process(
+                    image,
+                    segment,
+                    tile_shape=tuple(args.tile),
+                    overlap=4,
+                    write_to=out,
+                    resume=resume,
+                )
                 times[resume].append(time.perf_counter() - began)
                 shutil.rmtree(out)
         plain, resumable = statistics.median(times[False]), statistics.median(times[True])
         n_tiles = 1
         for n, t in zip(args.shape, args.tile, strict=True):
             n_tiles *= -(-n // t)
-        print(f"image {tuple(args.shape)}, tiles {tuple(args.tile)} ({n_tiles} tiles), "
-              f"{args.repeats} runs each")
+        print(
+            f"image {tuple(args.shape)}, tiles {tuple(args.tile)} ({n_tiles} tiles), "
+            f"{args.repeats} runs each"
+        )
         print(f"resume=False: median {plain:.2f} s  (runs {[round(t, 2) for t in times[False]]})")
-        print(f"resume=True:  median {resumable:.2f} s  (runs "
-              f"{[round(t, 2) for t in times[True]]})")
+        print(
+            f"resume=True:  median {resumable:.2f} s  (runs {[round(t, 2) for t in times[True]]})"
+        )
         print(f"overhead: {100 * (resumable / plain - 1):+.1f} %")
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -72,8 +72,7 @@ def ensure_peer_venv() -> str | None:
     print(f"installing {PEER_REQUIREMENT} into {PEER_VENV} ...", flush=True)
     try:
         subprocess.run([sys.executable, "-m", "venv", PEER_VENV], check=True)
-        subprocess.run([python, "-m", "pip", "install", "-q", PEER_REQUIREMENT],
-                       check=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", PEER_REQUIREMENT], check=True)
     except subprocess.CalledProcessError as exc:
         print(f"could not install {PEER_REQUIREMENT}: {exc}", flush=True)
         return None
@@ -133,8 +132,10 @@ def table(rows: list[dict], voxels: int) -> str:
     ]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['engine']} | {r['error']} | — | — | {r['peak_mib']:.0f} | — | "
-                         "— | — | — | — |")
+            lines.append(
+                f"| {r['engine']} | {r['error']} | — | — | {r['peak_mib']:.0f} | — | "
+                "— | — | — | — |"
+            )
             continue
         s, fn, floor = r["seconds"], r.get("fn_seconds"), r.get("floor")
         cpu, floor_cpu = r.get("cpu_seconds"), r.get("floor_cpu")
@@ -174,8 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     _data.make_image(image, ns.size, workers=ns.workers)
     shape = _data.SIZES[ns.size]
     voxels = shape[0] * shape[1] * shape[2]
-    print(f"image {image} {shape} uint16 ready in {time.perf_counter() - start:.0f}s",
-          flush=True)
+    print(f"image {image} {shape} uint16 ready in {time.perf_counter() - start:.0f}s", flush=True)
     peer_python = ensure_peer_venv() if "peer" in engines else None
 
     import psutil
@@ -212,16 +212,21 @@ def main(argv: list[str] | None = None) -> int:
             args = {**base, "out": out}
             if engine == "ours-merge":
                 shutil.rmtree(staged, ignore_errors=True)
-                run_engine("stage-tile-labels", {**base, "out": staged},
-                           python=sys.executable, timeout=ns.timeout)
+                run_engine(
+                    "stage-tile-labels",
+                    {**base, "out": staged},
+                    python=sys.executable,
+                    timeout=ns.timeout,
+                )
                 args["staged"] = staged
             python = peer_python if engine == "peer" else sys.executable
             if engine != "floor":
                 # The machine may be shared: measure the floor again right before each
                 # engine and compare the engine with that neighbouring floor.
                 floor_out = os.path.join(ns.workdir, f"out-floor-{tile}.zarr")
-                twin = run_engine("floor", {**base, "out": floor_out},
-                                  python=sys.executable, timeout=ns.timeout)
+                twin = run_engine(
+                    "floor", {**base, "out": floor_out}, python=sys.executable, timeout=ns.timeout
+                )
                 shutil.rmtree(floor_out, ignore_errors=True)
                 floors.append(twin.get("seconds"))
             result = run_engine(engine, args, python=python, timeout=ns.timeout)

@@ -45,9 +45,12 @@ def image_run(image: str, tile: int, workers: int) -> dict:
             pairs=len(pairs),
             counts_bytes=int(counts.nbytes),
             pairs_bytes=int(pairs.nbytes),
-            label_map_bytes=int(sum(getattr(label_map, f).nbytes for f in
-                                    ("offsets", "boundary_ids", "boundary_final",
-                                     "merged_away"))),
+            label_map_bytes=int(
+                sum(
+                    getattr(label_map, f).nbytes
+                    for f in ("offsets", "boundary_ids", "boundary_final", "merged_away")
+                )
+            ),
             label_map_seconds=round(time.perf_counter() - start, 4),
         )
         return label_map
@@ -57,8 +60,13 @@ def image_run(image: str, tile: int, workers: int) -> dict:
     try:
         with dask.config.set(num_workers=workers):
             start = time.perf_counter()
-            tile_process(image, lambda t: ndi.label(t > 400)[0], tile_shape=(tile,) * 3,
-                         connectivity=1, write_to=os.path.join(out, "labels.zarr"))
+            tile_process(
+                image,
+                lambda t: ndi.label(t > 400)[0],
+                tile_shape=(tile,) * 3,
+                connectivity=1,
+                write_to=os.path.join(out, "labels.zarr"),
+            )
             seen["wall_seconds"] = round(time.perf_counter() - start, 2)
     finally:
         _pipeline.build_label_map = build
@@ -90,9 +98,14 @@ def synthetic(n_tiles: int, boundary_per_tile: int, seed: int = 0) -> dict:
         "pairs": len(pairs),
         "pairs_mib": round(pairs.nbytes / 2**20, 1),
         "boundary_objects": int(label_map.boundary_ids.size),
-        "label_map_mib": round(sum(getattr(label_map, f).nbytes for f in
-                                   ("offsets", "boundary_ids", "boundary_final",
-                                    "merged_away")) / 2**20, 1),
+        "label_map_mib": round(
+            sum(
+                getattr(label_map, f).nbytes
+                for f in ("offsets", "boundary_ids", "boundary_final", "merged_away")
+            )
+            / 2**20,
+            1,
+        ),
         "seconds": round(seconds, 2),
         "peak_rss_growth_mib": round(grown / 1024),
     }

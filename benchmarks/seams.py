@@ -100,8 +100,9 @@ class Watershed:
         foreground = ndi.gaussian_filter(tile, 1.0) > 0.5
         distance = ndi.distance_transform_edt(foreground)
         distance = ndi.gaussian_filter(distance, 1.0)
-        peaks = peak_local_max(distance, min_distance=self.min_distance, labels=foreground,
-                               exclude_border=False)
+        peaks = peak_local_max(
+            distance, min_distance=self.min_distance, labels=foreground, exclude_border=False
+        )
         markers = np.zeros(tile.shape, dtype=np.int32)
         markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
         return watershed(-distance, markers, mask=foreground).astype(np.int32)
@@ -128,8 +129,14 @@ def scores(truth, pred):
     big_piece = inter >= 0.2 * t_size[ti]
     pieces = np.bincount(ti[big_piece], minlength=t.max() + 1)
     split = int(np.maximum(pieces - 1, 0).sum())
-    return {"objects": n_pred, "precision": precision, "recall": recall, "f1": f1,
-            "merged": merged, "split": split}
+    return {
+        "objects": n_pred,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "merged": merged,
+        "split": split,
+    }
 
 
 def run_scene(name, shape, n_cells, radii, tile_shape, overlap, seed, squeeze=0.8):
@@ -140,17 +147,22 @@ def run_scene(name, shape, n_cells, radii, tile_shape, overlap, seed, squeeze=0.
     rows.append(("untiled", scores(truth, fn(image)), time.perf_counter() - start))
     for stitch in ("touch", "iou"):
         start = time.perf_counter()
-        labels = tile_process(image, fn, tile_shape=tile_shape, overlap=overlap,
-                              stitch=stitch, compute=True)
+        labels = tile_process(
+            image, fn, tile_shape=tile_shape, overlap=overlap, stitch=stitch, compute=True
+        )
         rows.append((f"tiled {stitch}", scores(truth, labels), time.perf_counter() - start))
     n_true = int(np.unique(truth[truth > 0]).size)
-    print(f"\n### {name}: {shape} image, {n_true} true cells, radius {radii[0]}-{radii[1]}, "
-          f"tiles {tile_shape}, overlap {overlap}\n")
+    print(
+        f"\n### {name}: {shape} image, {n_true} true cells, radius {radii[0]}-{radii[1]}, "
+        f"tiles {tile_shape}, overlap {overlap}\n"
+    )
     print("| run | objects | precision | recall | F1 | merged | split | seconds |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for label, s, seconds in rows:
-        print(f"| {label} | {s['objects']} | {s['precision']:.3f} | {s['recall']:.3f} | "
-              f"{s['f1']:.3f} | {s['merged']} | {s['split']} | {seconds:.1f} |")
+        print(
+            f"| {label} | {s['objects']} | {s['precision']:.3f} | {s['recall']:.3f} | "
+            f"{s['f1']:.3f} | {s['merged']} | {s['split']} | {seconds:.1f} |"
+        )
     return rows
 
 

@@ -49,16 +49,30 @@ def child(folder: str, tile: tuple[int, ...], write_to: str) -> None:
     """The run that gets killed: exactly the call a user would repeat after a crash."""
     from patchworks import tile_process
 
-    tile_process(os.path.join(folder, "image.zarr"), slow_label, tile_shape=tile, overlap=3,
-                 write_to=os.path.join(folder, write_to), resume=True, sequential_labels=True)
+    tile_process(
+        os.path.join(folder, "image.zarr"),
+        slow_label,
+        tile_shape=tile,
+        overlap=3,
+        write_to=os.path.join(folder, write_to),
+        resume=True,
+        sequential_labels=True,
+    )
 
 
 def _start(folder: str, tile: tuple[int, ...], write_to: str) -> subprocess.Popen:
     env = {**os.environ, "DASK_NUM_WORKERS": "2", "PYTHONHASHSEED": "0"}
-    command = [sys.executable, os.path.abspath(__file__), "--child", folder, "--write-to",
-               write_to, "--tile", *map(str, tile)]
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        folder,
+        "--write-to",
+        write_to,
+        "--tile",
+        *map(str, tile),
+    ]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def _finish(proc: subprocess.Popen, what: str) -> None:
@@ -83,12 +97,14 @@ def _tiles_done(folder: str, out: str) -> int | str:
 
     if os.path.exists(os.path.join(folder, out)):
         return "published"
-    return len(read_tile_log(os.path.join(run_dir_for(os.path.join(folder, out)), "state", LOG),
-                             1 << 62))
+    return len(
+        read_tile_log(os.path.join(run_dir_for(os.path.join(folder, out)), "state", LOG), 1 << 62)
+    )
 
 
-def crash_and_resume(folder: str, seed: int, *, kills: int, duration: float,
-                     tile: tuple[int, ...] = TILE) -> dict:
+def crash_and_resume(
+    folder: str, seed: int, *, kills: int, duration: float, tile: tuple[int, ...] = TILE
+) -> dict:
     """Kill the run ``kills`` times at random moments, let it finish, compare."""
     import zarr
 
@@ -103,21 +119,27 @@ def crash_and_resume(folder: str, seed: int, *, kills: int, duration: float,
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            landed.append({"at": round(delay / duration, 2), "tiles_done": _tiles_done(folder, out)})
+            landed.append(
+                {"at": round(delay / duration, 2), "tiles_done": _tiles_done(folder, out)}
+            )
             continue
         _finish(proc, "a run that finished before its kill")
         break
     _finish(_start(folder, tile, out), "the resumed run")
     result = zarr.open_array(os.path.join(folder, out), mode="r")[...]
     reference = zarr.open_array(os.path.join(folder, "reference.zarr"), mode="r")[...]
-    leftovers = sorted(set(os.listdir(folder)) - {"image.zarr", "reference.zarr"}
-                       - {f"out-{s}.zarr" for s in range(seed + 1)})
+    leftovers = sorted(
+        set(os.listdir(folder))
+        - {"image.zarr", "reference.zarr"}
+        - {f"out-{s}.zarr" for s in range(seed + 1)}
+    )
     return {
         "seed": seed,
         "kills": landed,
         "identical": bool(np.array_equal(result, reference)),
-        "complete": bool(zarr.open_array(os.path.join(folder, out)).attrs["patchworks"]
-                         ["complete"]),
+        "complete": bool(
+            zarr.open_array(os.path.join(folder, out)).attrs["patchworks"]["complete"]
+        ),
         "leftovers": leftovers,
     }
 
@@ -139,8 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.folder or tempfile.mkdtemp(prefix="patchworks-crash-")
     try:
         duration = prepare(folder, tuple(args.shape), tile)
-        reports = [crash_and_resume(folder, seed, kills=args.kills, duration=duration,
-                                    tile=tile) for seed in args.seeds]
+        reports = [
+            crash_and_resume(folder, seed, kills=args.kills, duration=duration, tile=tile)
+            for seed in args.seeds
+        ]
     finally:
         if not args.folder:
             shutil.rmtree(folder, ignore_errors=True)

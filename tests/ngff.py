@@ -22,8 +22,14 @@ def write_ome_image(path, image, *, axes, version="0.5", chunks=None, scale_fact
     fmt = FormatV04() if version == "0.4" else FormatV05()
     root = zarr.open_group(str(path), mode="w", zarr_format=fmt.zarr_format)
     options = {"chunks": chunks} if chunks else None
-    write_image(np.asarray(image), root, axes=axes, fmt=fmt, scale_factors=scale_factors,
-                storage_options=options)
+    write_image(
+        np.asarray(image),
+        root,
+        axes=axes,
+        fmt=fmt,
+        scale_factors=scale_factors,
+        storage_options=options,
+    )
     return root
 
 
@@ -42,7 +48,9 @@ def validate(attrs: dict, version: str, *names: str) -> None:
     folder = _schema_dir(version)
     schemas = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.schema")}
     registry = Registry().with_resources(
-        (s["$id"], Resource.from_contents(s, default_specification=DRAFT202012)) for s in schemas.values() if "$id" in s
+        (s["$id"], Resource.from_contents(s, default_specification=DRAFT202012))
+        for s in schemas.values()
+        if "$id" in s
     )
     for name in names:
         Draft202012Validator(schemas[name], registry=registry).validate(attrs)

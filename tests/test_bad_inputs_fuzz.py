@@ -36,8 +36,9 @@ from patchworks.errors import (
     TileFunctionError,
 )
 
-FUZZ = settings(max_examples=25, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 SHAPE = (12, 14)
 
 
@@ -95,9 +96,15 @@ bad_tile_shapes = st.one_of(
 @given(tile_shape=bad_tile_shapes, with_output=st.booleans())
 def test_bad_tile_shape(tile_shape, with_output):
     with fresh_folder():
-        error = expect_clean_error(InvalidParameterError, lambda: tile_process(
-            image(), label_fn, tile_shape=tile_shape,
-            write_to="out.zarr" if with_output else None))
+        error = expect_clean_error(
+            InvalidParameterError,
+            lambda: tile_process(
+                image(),
+                label_fn,
+                tile_shape=tile_shape,
+                write_to="out.zarr" if with_output else None,
+            ),
+        )
         assert "`tile_shape`" in str(error)
 
 
@@ -114,8 +121,12 @@ bad_overlaps = st.one_of(
 @given(overlap=bad_overlaps)
 def test_bad_overlap(overlap):
     with fresh_folder():
-        error = expect_clean_error(InvalidParameterError, lambda: tile_process(
-            image(), label_fn, tile_shape=(4, 4), overlap=overlap, write_to="out.zarr"))
+        error = expect_clean_error(
+            InvalidParameterError,
+            lambda: tile_process(
+                image(), label_fn, tile_shape=(4, 4), overlap=overlap, write_to="out.zarr"
+            ),
+        )
         assert "`overlap`" in str(error)
 
 
@@ -127,8 +138,10 @@ def test_bad_overlap(overlap):
 def test_bad_image_dtype_or_empty_axis(dtype, shape):
     with fresh_folder():
         img = np.zeros(shape, dtype=dtype)
-        expect_clean_error(InvalidImageError, lambda: tile_process(
-            img, label_fn, tile_shape=(2,) * len(shape), write_to="out.zarr"))
+        expect_clean_error(
+            InvalidImageError,
+            lambda: tile_process(img, label_fn, tile_shape=(2,) * len(shape), write_to="out.zarr"),
+        )
 
 
 def wrong_shape(tile):
@@ -171,9 +184,19 @@ def test_bad_fn_output(kind, bad_call, overlap, resume):
 
     with fresh_folder():
         keep = [os.path.basename(run_dir_for("out.zarr"))] if resume else []
-        raised = expect_clean_error(error, lambda: tile_process(
-            img, fn, tile_shape=(12, 14), overlap=overlap, write_to="out.zarr", resume=resume,
-            dtype="int8"), keep=keep)
+        raised = expect_clean_error(
+            error,
+            lambda: tile_process(
+                img,
+                fn,
+                tile_shape=(12, 14),
+                overlap=overlap,
+                write_to="out.zarr",
+                resume=resume,
+                dtype="int8",
+            ),
+            keep=keep,
+        )
         assert words in str(raised)
         if error is not TileFunctionError:
             assert "tile " in str(raised) and "box [" in str(raised)
@@ -185,8 +208,12 @@ def test_more_objects_than_the_dtype_holds_across_tiles():
     img = np.zeros((40, 40), "uint8")
     img[::2, ::2] = 1  # 400 separate dots, at most 25 per tile
     with fresh_folder():
-        expect_clean_error(LabelOverflowError, lambda: tile_process(
-            img, label_fn, tile_shape=(10, 10), write_to="out.zarr", dtype="uint8"))
+        expect_clean_error(
+            LabelOverflowError,
+            lambda: tile_process(
+                img, label_fn, tile_shape=(10, 10), write_to="out.zarr", dtype="uint8"
+            ),
+        )
 
 
 def _zarr_image(path):
@@ -251,8 +278,12 @@ STORE_ERRORS = {
 def test_missing_or_damaged_store(kind, resume):
     with fresh_folder():
         path = damage(kind)
-        error = expect_clean_error(STORE_ERRORS[kind], lambda: tile_process(
-            path, label_fn, tile_shape=(6, 7), write_to="out.zarr", resume=resume))
+        error = expect_clean_error(
+            STORE_ERRORS[kind],
+            lambda: tile_process(
+                path, label_fn, tile_shape=(6, 7), write_to="out.zarr", resume=resume
+            ),
+        )
         assert repr(path) in str(error) or "box [" in str(error)
 
 
@@ -260,15 +291,21 @@ def test_missing_or_damaged_store(kind, resume):
 def test_damaged_label_store_for_the_merge(kind):
     with fresh_folder():
         path = damage(kind)
-        error = {"garbage chunk": ImageReadError, "missing": ImageNotFoundError,
-                 "bad metadata": InvalidImageError}[kind]
+        error = {
+            "garbage chunk": ImageReadError,
+            "missing": ImageNotFoundError,
+            "bad metadata": InvalidImageError,
+        }[kind]
         expect_clean_error(error, lambda: merge_tile_labels(path, write_to="out.zarr"))
 
 
 @pytest.mark.parametrize(
     ("write_to", "error"),
-    [(42, InvalidParameterError), ("existing.zarr", OutputExistsError),
-     ("img.zarr", InvalidParameterError)],
+    [
+        (42, InvalidParameterError),
+        ("existing.zarr", OutputExistsError),
+        ("img.zarr", InvalidParameterError),
+    ],
 )
 def test_bad_write_to(write_to, error):
     with fresh_folder():

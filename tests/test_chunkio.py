@@ -49,13 +49,14 @@ def test_reads_zarr_written_chunks_and_writable_result():
 
 
 def test_other_layouts_fall_back_to_zarr(tmp_path):
-    v2 = zarr.create_array("v2.zarr", shape=(4, 4), chunks=(2, 2), dtype="int32",
-                           zarr_format=2)
-    blosc = zarr.create_array("b.zarr", shape=(4, 4), chunks=(2, 2), dtype="int32",
-                              compressors=zarr.codecs.BloscCodec())
+    v2 = zarr.create_array("v2.zarr", shape=(4, 4), chunks=(2, 2), dtype="int32", zarr_format=2)
+    blosc = zarr.create_array(
+        "b.zarr", shape=(4, 4), chunks=(2, 2), dtype="int32", compressors=zarr.codecs.BloscCodec()
+    )
     floats = create_label_array("f.zarr", (4, 4), (2, 2), "float32")
-    memory = zarr.create_array(zarr.storage.MemoryStore(), shape=(4, 4), chunks=(2, 2),
-                               dtype="int32")
+    memory = zarr.create_array(
+        zarr.storage.MemoryStore(), shape=(4, 4), chunks=(2, 2), dtype="int32"
+    )
     for array in (v2, blosc, floats, memory, np.zeros((4, 4))):
         assert tile_io(array, (2, 2)) is None
     labels = create_label_array("l.zarr", (4, 4), (2, 2), "int32")
@@ -72,7 +73,9 @@ def test_face_layout_packs_every_slab_of_edge_tiles(rng):
     row = layout.pack(core)
     assert row.size == layout.row_length == 3 + 3 + 4 + 4 + 12
     for axis in range(3):
-        np.testing.assert_array_equal(layout.slab(row, axis, "lo", core.shape),
-                                      np.take(core, [0], axis=axis))
-        np.testing.assert_array_equal(layout.slab(row, axis, "hi", core.shape),
-                                      np.take(core, [-1], axis=axis))
+        np.testing.assert_array_equal(
+            layout.slab(row, axis, "lo", core.shape), np.take(core, [0], axis=axis)
+        )
+        np.testing.assert_array_equal(
+            layout.slab(row, axis, "hi", core.shape), np.take(core, [-1], axis=axis)
+        )

@@ -25,8 +25,13 @@ SEG = textwrap.dedent("""
 
 
 def cli(*args, check=None):
-    done = subprocess.run([sys.executable, "-m", "patchworks", *args], capture_output=True,
-                          text=True, timeout=120, cwd=os.getcwd())
+    done = subprocess.run(
+        [sys.executable, "-m", "patchworks", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=os.getcwd(),
+    )
     if check is not None:
         assert done.returncode == check, (done.returncode, done.stdout, done.stderr)
     return done
@@ -82,24 +87,28 @@ def test_exit_codes_and_one_line_errors(workspace, capsys, monkeypatch):
         code, _, err = run_main(capsys, *args)
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and lines[0].startswith("patchworks: error: "), (
-            args, err)
+            args,
+            err,
+        )
     code, _, err = run_main(capsys, "run", "plain.zarr", "--fn", "seg:broken", "--out", "o.zarr")
     assert code == 1 and err.strip().count("\n") == 0 and "model exploded" in err
-    code, _, err = run_main(capsys, "run", "plain.zarr", "--fn", "seg:broken", "--out",
-                            "o.zarr", "--debug")
+    code, _, err = run_main(
+        capsys, "run", "plain.zarr", "--fn", "seg:broken", "--out", "o.zarr", "--debug"
+    )
     assert code == 1 and "Traceback" in err
     assert run_main(capsys, "run", "plain.zarr", "--fn", "seg.py:fn", "--out", "o.zarr")[0] == 0
     code, _, err = run_main(capsys, "run", "plain.zarr", "--fn", "seg:fn", "--out", "o.zarr")
     assert code == 2 and "already exists" in err
-    assert run_main(capsys, "run", "plain.zarr", "--fn", "seg:fn", "--out", "o.zarr",
-                    "--overwrite")[0] == 0
+    assert (
+        run_main(capsys, "run", "plain.zarr", "--fn", "seg:fn", "--out", "o.zarr", "--overwrite")[0]
+        == 0
+    )
 
 
 def test_subprocess_exit_codes(workspace):
     write_blobs_zarr("plain.zarr", (4, 32, 32), chunks=(2, 16, 16))
     assert cli("run", "plain.zarr", check=2).stderr.startswith("usage: patchworks run")
-    bad = cli("run", "plain.zarr", "--fn", "seg:fn", "--out", "o.zarr", "--overlap", "-1",
-              check=2)
+    bad = cli("run", "plain.zarr", "--fn", "seg:fn", "--out", "o.zarr", "--overlap", "-1", check=2)
     assert bad.stderr.count("\n") == 1 and "`overlap`" in bad.stderr
     failed = cli("run", "plain.zarr", "--fn", "seg:broken", "--out", "o.zarr", check=1)
     assert failed.stderr.count("\n") == 1 and "model exploded" in failed.stderr
@@ -112,21 +121,26 @@ def test_merge_and_estimate_empty(workspace, capsys):
     write_blobs_zarr("plain.zarr", (4, 64, 64), chunks=(2, 32, 32), radius=4)
     from skimage.measure import label
 
-    staged = da.from_zarr("plain.zarr").map_blocks(lambda t: label(t > 400).astype("int32"),
-                                                   dtype="int32").compute()
-    zarr.open_group("staged.zarr", mode="w").create_array("raw", data=staged,
-                                                          chunks=(2, 32, 32))
-    code, out, _ = run_main(capsys, "merge", "staged.zarr", "--component", "raw", "--out",
-                            "merged.zarr")
+    staged = (
+        da.from_zarr("plain.zarr")
+        .map_blocks(lambda t: label(t > 400).astype("int32"), dtype="int32")
+        .compute()
+    )
+    zarr.open_group("staged.zarr", mode="w").create_array("raw", data=staged, chunks=(2, 32, 32))
+    code, out, _ = run_main(
+        capsys, "merge", "staged.zarr", "--component", "raw", "--out", "merged.zarr"
+    )
     assert code == 0 and "objects" in out
     assert zarr.open_array("merged.zarr").shape == (4, 64, 64)
-    code, out, _ = run_main(capsys, "estimate-empty", "plain.zarr", "--tile-shape", "2,32,32",
-                            "--json")
+    code, out, _ = run_main(
+        capsys, "estimate-empty", "plain.zarr", "--tile-shape", "2,32,32", "--json"
+    )
     est = json.loads(out)
     assert code == 0 and 0 <= est["empty_fraction"] <= 1 and "threshold" in est
     write_blobs_ome_zarr("img2.ome.zarr", (4, 64, 64), chunks=(2, 32, 32), radius=4)
-    code, out, _ = run_main(capsys, "estimate-empty", "img2.ome.zarr", "--tile-shape",
-                            "2,32,32", "--level", "1")
+    code, out, _ = run_main(
+        capsys, "estimate-empty", "img2.ome.zarr", "--tile-shape", "2,32,32", "--level", "1"
+    )
     assert code == 0 and "of tiles are empty" in out
 
 
@@ -136,10 +150,20 @@ def test_scheduler_address(workspace, capsys, monkeypatch):
 
     monkeypatch.syspath_prepend(str(workspace))
     write_blobs_zarr("plain.zarr", (4, 32, 32), chunks=(2, 16, 16))
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
-        code, _, err = run_main(capsys, "run", "plain.zarr", "--fn", "seg:fn", "--out",
-                                  "o.zarr", "--scheduler-address", cluster.scheduler_address)
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        code, _, err = run_main(
+            capsys,
+            "run",
+            "plain.zarr",
+            "--fn",
+            "seg:fn",
+            "--out",
+            "o.zarr",
+            "--scheduler-address",
+            cluster.scheduler_address,
+        )
     assert code == 0, err
     assert zarr.open_array("o.zarr").shape == (4, 32, 32)
 
@@ -147,6 +171,7 @@ def test_scheduler_address(workspace, capsys, monkeypatch):
 @pytest.mark.slow
 def test_unreachable_scheduler_is_a_usage_error(workspace, capsys):
     write_blobs_zarr("plain.zarr", (4, 32, 32), chunks=(2, 16, 16))
-    code, _, err = run_main(capsys, "info", "plain.zarr", "--scheduler-address",
-                            "tcp://127.0.0.1:9")
+    code, _, err = run_main(
+        capsys, "info", "plain.zarr", "--scheduler-address", "tcp://127.0.0.1:9"
+    )
     assert code == 2 and "could not connect" in err

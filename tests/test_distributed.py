@@ -36,8 +36,15 @@ def volume():
 
 def test_tile_process_on_process_cluster_matches_scipy(cluster, volume):
     expected = ndi.label(volume > 0.5, structure=STRUCTURE)[0]
-    result = tile_process(volume, label_fn, tile_shape=(7, 8, 9), overlap=2,
-                          write_to="out.zarr", sequential_labels=True, compute=True)
+    result = tile_process(
+        volume,
+        label_fn,
+        tile_shape=(7, 8, 9),
+        overlap=2,
+        write_to="out.zarr",
+        sequential_labels=True,
+        compute=True,
+    )
     assert same_partition(result, expected)
     assert sorted(os.listdir(".")) == ["out.zarr"]
 

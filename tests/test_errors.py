@@ -54,7 +54,7 @@ def assert_nothing_written(before):
         ((-4, 8), "`tile_shape` entries must be positive; got (-4, 8)."),
         ((4.5, 8), "`tile_shape` entries must be integers; got (4.5, 8)."),
         (8, "`tile_shape` must be a tuple with one entry per image axis (2)"),
-        ("big", '`tile_shape` must be a tuple, None or "auto"; got \'big\'.'),
+        ("big", "`tile_shape` must be a tuple, None or \"auto\"; got 'big'."),
     ],
 )
 def test_bad_tile_shape(image, tile_shape, message):
@@ -72,7 +72,7 @@ def test_bad_tile_shape(image, tile_shape, message):
         (-1, "`overlap` entries must be >= 0; got -1."),
         ((2, -3), "`overlap` entries must be >= 0; got (2, -3)."),
         ((1, 2, 3), "`overlap` must have one entry per image axis (2); got (1, 2, 3)."),
-        ("wide", '`overlap` must be an integer, a tuple of integers or "auto"; got \'wide\'.'),
+        ("wide", "`overlap` must be an integer, a tuple of integers or \"auto\"; got 'wide'."),
     ],
 )
 def test_bad_overlap(image, overlap, message):
@@ -100,7 +100,9 @@ def test_connectivity_outside_range(image, connectivity):
 def test_bad_dtype_and_iou_threshold(image):
     with pytest.raises(InvalidParameterError, match="`dtype` must be an integer dtype"):
         tile_process(image, label_fn, tile_shape=(8, 8), dtype="float32")
-    with pytest.raises(InvalidParameterError, match=r"`iou_threshold` must be a number in \(0, 1\]"):
+    with pytest.raises(
+        InvalidParameterError, match=r"`iou_threshold` must be a number in \(0, 1\]"
+    ):
         tile_process(image, label_fn, tile_shape=(8, 8), iou_threshold=1.5)
 
 
@@ -111,7 +113,9 @@ def test_fn_not_callable(image):
 
 
 def test_path_that_does_not_exist():
-    with pytest.raises(ImageNotFoundError, match=re.escape("`image` path does not exist: 'nope.zarr'")):
+    with pytest.raises(
+        ImageNotFoundError, match=re.escape("`image` path does not exist: 'nope.zarr'")
+    ):
         tile_process("nope.zarr", label_fn)
 
 
@@ -139,17 +143,32 @@ def test_image_of_wrong_type():
 @pytest.mark.parametrize(
     ("fn", "error", "message"),
     [
-        (lambda t: np.zeros((3, 3), "int32"), InvalidLabelsError,
-         "`fn` must return labels with the tile's spatial shape (8, 8); got shape (3, 3)"),
-        (lambda t: np.zeros(t.shape, "float32"), InvalidLabelsError,
-         "`fn` must return integer labels; got dtype float32"),
+        (
+            lambda t: np.zeros((3, 3), "int32"),
+            InvalidLabelsError,
+            "`fn` must return labels with the tile's spatial shape (8, 8); got shape (3, 3)",
+        ),
+        (
+            lambda t: np.zeros(t.shape, "float32"),
+            InvalidLabelsError,
+            "`fn` must return integer labels; got dtype float32",
+        ),
         (lambda t: t > 0, InvalidLabelsError, "`fn` must return integer labels; got dtype bool"),
-        (lambda t: -np.ones(t.shape, "int32"), InvalidLabelsError,
-         "`fn` must return non-negative labels (0 = background); got minimum -1"),
-        (lambda t: None, InvalidLabelsError,
-         "`fn` must return a NumPy array of integer labels; got an object of type NoneType"),
-        (lambda t: "labels", InvalidLabelsError,
-         "`fn` must return a NumPy array of integer labels; got an object of type str"),
+        (
+            lambda t: -np.ones(t.shape, "int32"),
+            InvalidLabelsError,
+            "`fn` must return non-negative labels (0 = background); got minimum -1",
+        ),
+        (
+            lambda t: None,
+            InvalidLabelsError,
+            "`fn` must return a NumPy array of integer labels; got an object of type NoneType",
+        ),
+        (
+            lambda t: "labels",
+            InvalidLabelsError,
+            "`fn` must return a NumPy array of integer labels; got an object of type str",
+        ),
     ],
 )
 def test_fn_returning_bad_labels(fn, error, message):
@@ -167,15 +186,26 @@ def test_fn_returning_more_ids_than_dtype_holds(image):
     before = folder_listing()
     many = lambda t: np.arange(t.size, dtype="int64").reshape(t.shape) + 1  # noqa: E731
     with pytest.raises(LabelOverflowError, match="more than the output `dtype` uint8") as info:
-        tile_process(np.ones((40, 40), "uint8"), many, tile_shape=(20, 20), dtype="uint8",
-                     write_to="out.zarr")
+        tile_process(
+            np.ones((40, 40), "uint8"),
+            many,
+            tile_shape=(20, 20),
+            dtype="uint8",
+            write_to="out.zarr",
+        )
     assert isinstance(info.value, OverflowError)
     assert_nothing_written(before)
     # Each tile fits, the merged image does not: caught before anything is published.
     few = lambda t: np.arange(t.size, dtype="int64").reshape(t.shape) % 200 + 1  # noqa: E731
     with pytest.raises(LabelOverflowError, match="the merged image has"):
-        tile_process(np.ones((40, 40), "uint8"), few, tile_shape=(20, 20), dtype="uint8",
-                     connectivity=1, write_to="out.zarr")
+        tile_process(
+            np.ones((40, 40), "uint8"),
+            few,
+            tile_shape=(20, 20),
+            dtype="uint8",
+            connectivity=1,
+            write_to="out.zarr",
+        )
     assert_nothing_written(before)
 
 
@@ -200,11 +230,19 @@ def test_fn_raising_names_tile_and_chains(image):
 
 def test_existing_write_to_is_refused_then_replaced_with_overwrite(image):
     tile_process(image, label_fn, tile_shape=(8, 8), write_to="out.zarr")
-    with pytest.raises(OutputExistsError, match=re.escape("`write_to` 'out.zarr' already exists")) as info:
+    with pytest.raises(
+        OutputExistsError, match=re.escape("`write_to` 'out.zarr' already exists")
+    ) as info:
         tile_process(image, label_fn, tile_shape=(8, 8), write_to="out.zarr")
     assert isinstance(info.value, FileExistsError)
-    replaced = tile_process(np.zeros_like(image), label_fn, tile_shape=(8, 8),
-                            write_to="out.zarr", overwrite=True, compute=True)
+    replaced = tile_process(
+        np.zeros_like(image),
+        label_fn,
+        tile_shape=(8, 8),
+        write_to="out.zarr",
+        overwrite=True,
+        compute=True,
+    )
     assert replaced.max() == 0
     assert zarr.open_array("out.zarr")[...].max() == 0
     assert folder_listing() == ["out.zarr"]

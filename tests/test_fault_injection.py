@@ -34,6 +34,10 @@ def test_many_random_sigkills(prepared, seed):
 
 @pytest.mark.slow
 def test_script_entry_point_reports_success(tmp_path, capsys):
-    assert crash_run.main(["--seeds", "5", "--kills", "1", "--shape", "8", "32", "32",
-                           "--folder", str(tmp_path)]) == 0
+    assert (
+        crash_run.main(
+            ["--seeds", "5", "--kills", "1", "--shape", "8", "32", "32", "--folder", str(tmp_path)]
+        )
+        == 0
+    )
     assert '"identical": true' in capsys.readouterr().out

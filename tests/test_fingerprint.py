@@ -70,31 +70,32 @@ print(fn_identity(helper), fn_identity(Seg()), fn_identity(lambda t: helper(t) +
 
 
 def test_fn_identity_is_stable_across_processes():
-    outputs = {subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                              check=True).stdout for _ in range(2)}
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    }
     assert len(outputs) == 1
 
 
 def test_image_identity_sees_content_path_and_chunks(tmp_path):
     data = np.random.default_rng(0).random((20, 30)).astype("float32")
-    z = zarr.create_array(str(tmp_path / "a.zarr"), shape=data.shape, chunks=(10, 10),
-                          dtype="f4")
+    z = zarr.create_array(str(tmp_path / "a.zarr"), shape=data.shape, chunks=(10, 10), dtype="f4")
     z[...] = data
     path = str(tmp_path / "a.zarr")
     first = image_identity(path, open_image(path))
     assert image_identity(path, open_image(path)) == first
     z[0, 0] = 5.0  # the first chunk is always sampled
     assert image_identity(path, open_image(path)) != first
-    assert image_identity(data, open_image(data)) != image_identity(data + 1,
-                                                                    open_image(data + 1))
+    assert image_identity(data, open_image(data)) != image_identity(data + 1, open_image(data + 1))
 
 
 def test_merge_only_options_are_not_part_of_the_fingerprint():
     image = np.zeros((8, 8), "uint8")
     source = open_image(image)
     plan = TilePlan((8, 8), (4, 4), (1, 1))
-    common = {"labels_dtype": np.dtype("int32"), "skip_empty": False,
-              "empty_threshold": None}
+    common = {"labels_dtype": np.dtype("int32"), "skip_empty": False, "empty_threshold": None}
     touch = run_fingerprint(image, source, segment, plan, stitch="touch", **common)
     iou = run_fingerprint(image, source, segment, plan, stitch="iou", **common)
     assert differences(touch, iou) == ["stitch"]

@@ -60,8 +60,7 @@ def test_touching_pair_across_seam_stays_two_and_split_object_joins():
     truth[2:6, 8:12] = 2  # touches object 1 exactly at the seam between columns 7 and 8
     truth[9:14, 6:11] = 3  # crosses the seam
     touch = tile_process(truth, exact_fn, tile_shape=(8, 8), overlap=3, compute=True)
-    iou = tile_process(truth, exact_fn, tile_shape=(8, 8), overlap=3, stitch="iou",
-                       compute=True)
+    iou = tile_process(truth, exact_fn, tile_shape=(8, 8), overlap=3, stitch="iou", compute=True)
     assert n_objects(touch) == 2  # touch merges the two distinct cells
     assert same_partition(iou, truth)
 
@@ -72,13 +71,15 @@ def test_objects_meeting_at_a_tile_corner(ndim):
     truth = np.zeros(shape, dtype=np.int32)
     corners = np.indices((2,) * ndim).reshape(ndim, -1).T
     for value, corner in enumerate(corners, start=1):  # one cube per tile, meeting at the corner
-        truth[tuple(slice(seam - 2, seam) if c == 0 else slice(seam, seam + 2)
-                    for c in corner)] = value
+        truth[tuple(slice(seam - 2, seam) if c == 0 else slice(seam, seam + 2) for c in corner)] = (
+            value
+        )
     blob = np.zeros(shape, dtype=np.int32)  # and one object centred on the corner
     blob[(slice(seam - 1, seam + 1),) * ndim] = 1
     for scene in (truth, blob):
-        iou = tile_process(scene, exact_fn, tile_shape=(seam,) * ndim, overlap=2,
-                           stitch="iou", compute=True)
+        iou = tile_process(
+            scene, exact_fn, tile_shape=(seam,) * ndim, overlap=2, stitch="iou", compute=True
+        )
         assert same_partition(iou, scene)
     touch = tile_process(truth, exact_fn, tile_shape=(seam,) * ndim, overlap=2, compute=True)
     assert n_objects(touch) == 1 < n_objects(truth) == 2**ndim
@@ -92,8 +93,15 @@ def test_objects_meeting_at_a_tile_corner(ndim):
 def test_dense_touching_cells_match_the_truth(shape, tile_shape, overlap, fn):
     rng = np.random.default_rng(3)
     truth = cells(shape, 60 if len(shape) == 2 else 80, rng)
-    iou = tile_process(truth, fn, tile_shape=tile_shape, overlap=overlap, stitch="iou",
-                       sequential_labels=True, compute=True)
+    iou = tile_process(
+        truth,
+        fn,
+        tile_shape=tile_shape,
+        overlap=overlap,
+        stitch="iou",
+        sequential_labels=True,
+        compute=True,
+    )
     if fn is exact_fn:
         assert same_partition(iou, truth)
     else:  # the rim of the image itself is lost; everything else is exact
@@ -123,8 +131,15 @@ def scenes(draw):
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_iou_with_a_perfect_segmenter_recovers_every_instance(scene):
     truth, tile_shape, overlap = scene
-    result = tile_process(truth, exact_fn, tile_shape=tile_shape, overlap=overlap,
-                          stitch="iou", sequential_labels=True, compute=True)
+    result = tile_process(
+        truth,
+        exact_fn,
+        tile_shape=tile_shape,
+        overlap=overlap,
+        stitch="iou",
+        sequential_labels=True,
+        compute=True,
+    )
     assert same_partition(result, truth)
     assert result.max() == n_objects(truth)
 
@@ -132,16 +147,21 @@ def test_iou_with_a_perfect_segmenter_recovers_every_instance(scene):
 def test_write_to_lazy_and_gappy_results_agree(tmp_path):
     truth = cells((40, 40), 30, np.random.default_rng(5))
     options = dict(tile_shape=(12, 12), overlap=4, stitch="iou")
-    written = tile_process(truth, exact_fn, write_to=tmp_path / "out.zarr", compute=True,
-                           **options)
+    written = tile_process(truth, exact_fn, write_to=tmp_path / "out.zarr", compute=True, **options)
     lazy = tile_process(truth, exact_fn, **options)
     assert same_partition(written, truth)
     assert same_partition(np.asarray(lazy.compute()), truth)
     attrs = zarr.open_array(tmp_path / "out.zarr", mode="r").attrs
     assert attrs["patchworks"]["n_labels"] == n_objects(truth)
     assert attrs["patchworks"]["stitch"] == "iou"
-    sequential = tile_process(truth, exact_fn, write_to=tmp_path / "seq.zarr",
-                              sequential_labels=True, compute=True, **options)
+    sequential = tile_process(
+        truth,
+        exact_fn,
+        write_to=tmp_path / "seq.zarr",
+        sequential_labels=True,
+        compute=True,
+        **options,
+    )
     info = zarr.open_array(tmp_path / "seq.zarr", mode="r").attrs["patchworks"]
     assert info["n_labels"] == info["max_label"] == sequential.max() == n_objects(truth)
 
@@ -149,8 +169,9 @@ def test_write_to_lazy_and_gappy_results_agree(tmp_path):
 def test_one_plane_per_tile_stitches_planes_like_cellpose():
     truth2d = cells((30, 30), 12, np.random.default_rng(8), background=0.3)
     truth = np.repeat(truth2d[None], 6, axis=0)  # columns of cells through the stack
-    result = tile_process(truth, exact_fn, tile_shape=(1, 15, 15), overlap=4, stitch="iou",
-                          compute=True)
+    result = tile_process(
+        truth, exact_fn, tile_shape=(1, 15, 15), overlap=4, stitch="iou", compute=True
+    )
     assert same_partition(result, truth)
 
 
@@ -159,14 +180,15 @@ def test_merge_tile_labels_on_a_users_overlapping_tiling():
     image = da.from_array(truth, chunks=(12, 11))
     halo = da.overlap.overlap(image, depth=3, boundary="none")
     labeled = halo.map_blocks(exact_fn, dtype="int64")
-    merged = merge_tile_labels(labeled, stitch="iou", overlap=3, sequential_labels=True,
-                               compute=True)
+    merged = merge_tile_labels(
+        labeled, stitch="iou", overlap=3, sequential_labels=True, compute=True
+    )
     assert same_partition(merged, truth)
     with pytest.raises(InvalidParameterError, match="blocks must be overlapping tiles"):
         merge_tile_labels(labeled, stitch="iou", overlap=2)
     with pytest.raises(InvalidParameterError, match='only stitch="iou" uses; got overlap=3'):
         merge_tile_labels(labeled, overlap=3)
-    with pytest.raises(InvalidParameterError, match='needs `labeled` as a dask array'):
+    with pytest.raises(InvalidParameterError, match="needs `labeled` as a dask array"):
         merge_tile_labels(truth, stitch="iou", overlap=3, tile_shape=(12, 11))
 
 
@@ -183,10 +205,11 @@ def test_suggest_overlap_and_auto():
     truth = cells((64, 64), 40, np.random.default_rng(2), background=0.0)
     suggested = suggest_overlap(truth, exact_fn)
     assert all(4 <= s <= 30 for s in suggested)
-    result = tile_process(truth, exact_fn, tile_shape=(20, 20), overlap="auto",
-                          stitch="iou", compute=True)
+    result = tile_process(
+        truth, exact_fn, tile_shape=(20, 20), overlap="auto", stitch="iou", compute=True
+    )
     assert same_partition(result, truth)
-    with pytest.raises(InvalidParameterError, match='`overlap` must be an integer, a tuple'):
+    with pytest.raises(InvalidParameterError, match="`overlap` must be an integer, a tuple"):
         tile_process(truth, exact_fn, tile_shape=(20, 20), overlap="wide")
 
 
@@ -268,8 +291,14 @@ def flaky_exact_fn(tile):
 
 def test_resume_keeps_the_halo_predictions_of_finished_tiles():
     truth = cells((40, 40), 30, np.random.default_rng(6))
-    options = dict(tile_shape=(10, 10), overlap=3, stitch="iou", write_to="out.zarr",
-                   resume=True, sequential_labels=True)
+    options = dict(
+        tile_shape=(10, 10),
+        overlap=3,
+        stitch="iou",
+        write_to="out.zarr",
+        resume=True,
+        sequential_labels=True,
+    )
     CALLS.update(n=0, fail_after=6)
     with pytest.raises(TileFunctionError, match="simulated crash"):
         tile_process(truth, flaky_exact_fn, **options)
@@ -283,8 +312,16 @@ def test_iou_on_a_process_cluster():
     truth = cells((40, 48), 30, np.random.default_rng(9))
     client, cluster = make_local_cluster(n_workers=2, dashboard_address=None)
     try:
-        result = tile_process(truth, exact_fn, tile_shape=(16, 16), overlap=4, stitch="iou",
-                              sequential_labels=True, write_to="out.zarr", compute=True)
+        result = tile_process(
+            truth,
+            exact_fn,
+            tile_shape=(16, 16),
+            overlap=4,
+            stitch="iou",
+            sequential_labels=True,
+            write_to="out.zarr",
+            compute=True,
+        )
     finally:
         client.close()
         cluster.close()

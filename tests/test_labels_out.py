@@ -37,7 +37,9 @@ def read_with_ome_zarr(path):
     found = {}
     for node in Reader(parse_url(path))():
         found[str(node.zarr.path).rstrip("/").split("/")[-1]] = (
-            [tuple(d.shape) for d in node.data], node.metadata)
+            [tuple(d.shape) for d in node.data],
+            node.metadata,
+        )
     return found
 
 
@@ -47,8 +49,14 @@ def group_attrs(path):
 
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
 def test_labels_inside_image(volume, version):
-    write_ome_image("img.zarr", volume[None], axes="czyx", version=version,
-                    chunks=(1, 4, 64, 64), scale_factors=(2, 4))
+    write_ome_image(
+        "img.zarr",
+        volume[None],
+        axes="czyx",
+        version=version,
+        chunks=(1, 4, 64, 64),
+        scale_factors=(2, 4),
+    )
     result = tile_process("img.zarr", fn, tile_shape=(4, 64, 64), overlap=2)
     expected = ndi.label(volume > THRESHOLD, structure=FULL)[0]
     assert same_partition(result.compute(), expected)
@@ -65,8 +73,9 @@ def test_labels_inside_image(volume, version):
     image_meta = image_meta["ome"] if version == "0.5" else image_meta
     source_sets = image_meta["multiscales"][0]["datasets"]
     for ours, theirs in zip(datasets, source_sets, strict=True):
-        for a, b in zip(ours["coordinateTransformations"], theirs["coordinateTransformations"],
-                        strict=False):
+        for a, b in zip(
+            ours["coordinateTransformations"], theirs["coordinateTransformations"], strict=False
+        ):
             assert a["type"] == b["type"] and a[a["type"]] == b[b["type"]][1:]
     assert ome["image-label"]["source"] == {"image": "../../"}
     labels_list = group_attrs("img.zarr/labels")
@@ -96,8 +105,14 @@ def test_existing_label_name_needs_overwrite(volume):
 
 def test_standalone_label_image_at_write_to(volume):
     write_ome_image("img.zarr", volume, axes="zyx", version="0.4")
-    out = tile_process("img.zarr", fn, tile_shape=(4, 80, 80), write_to="out/seg.zarr",
-                       output_chunks=(4, 40, 40), compute=True)
+    out = tile_process(
+        "img.zarr",
+        fn,
+        tile_shape=(4, 80, 80),
+        write_to="out/seg.zarr",
+        output_chunks=(4, 40, 40),
+        compute=True,
+    )
     assert not os.path.exists("img.zarr/labels")
     attrs = group_attrs("out/seg.zarr")
     validate(attrs, "0.4", "image", "label")
@@ -111,8 +126,7 @@ def test_standalone_label_image_at_write_to(volume):
 
 
 def test_ome_zarr_output_from_numpy(volume):
-    tile_process(volume, fn, tile_shape=(4, 80, 80), write_to="seg.zarr",
-                 output_format="ome-zarr")
+    tile_process(volume, fn, tile_shape=(4, 80, 80), write_to="seg.zarr", output_format="ome-zarr")
     attrs = group_attrs("seg.zarr")
     validate(attrs, "0.5", "image", "label")
     multiscale = attrs["ome"]["multiscales"][0]
@@ -125,14 +139,18 @@ def test_plain_zarr_output_and_no_write_inside(volume):
     write_ome_image("img.zarr", volume, axes="zyx")
     tile_process("img.zarr", fn, tile_shape=(4, 80, 80), output_format="zarr", compute=True)
     assert not os.path.exists("img.zarr/labels")
-    tile_process("img.zarr", fn, tile_shape=(4, 80, 80), output_format="zarr",
-                 write_to="plain.zarr")
+    tile_process(
+        "img.zarr", fn, tile_shape=(4, 80, 80), output_format="zarr", write_to="plain.zarr"
+    )
     assert zarr.open_array("plain.zarr").shape == (8, 160, 160)
 
 
 def test_bad_output_options(volume):
     write_ome_image("img.zarr", volume, axes="zyx")
-    with pytest.raises(InvalidParameterError, match=r"`output_chunks` must have one positive size per label axis \(3\); got \(0, 80, 80\)"):
+    with pytest.raises(
+        InvalidParameterError,
+        match=r"`output_chunks` must have one positive size per label axis \(3\); got \(0, 80, 80\)",
+    ):
         tile_process("img.zarr", fn, tile_shape=(4, 80, 80), output_chunks=(0, 80, 80))
     with pytest.raises(InvalidParameterError, match=r"`output_format` must be one of"):
         tile_process("img.zarr", fn, output_format="tiff")
@@ -140,7 +158,9 @@ def test_bad_output_options(volume):
         tile_process("img.zarr", fn, pyramid="mean")
     with pytest.raises(InvalidParameterError, match=r"`label_name` must be"):
         tile_process("img.zarr", fn, label_name="a/b")
-    with pytest.raises(InvalidParameterError, match=r"`output_format=\"ome-zarr\"` needs `write_to`"):
+    with pytest.raises(
+        InvalidParameterError, match=r"`output_format=\"ome-zarr\"` needs `write_to`"
+    ):
         tile_process(volume, fn, output_format="ome-zarr")
     with pytest.raises(InvalidParameterError, match=r"`output_compressors` must be codecs"):
         tile_process("img.zarr", fn, output_compressors="gzip-please")
@@ -148,8 +168,9 @@ def test_bad_output_options(volume):
 
 def test_chunks_not_dividing_tiles_are_copied(volume):
     write_ome_image("img.zarr", volume, axes="zyx")
-    out = tile_process("img.zarr", fn, tile_shape=(4, 80, 80), output_chunks=(3, 50, 50),
-                       compute=True)
+    out = tile_process(
+        "img.zarr", fn, tile_shape=(4, 80, 80), output_chunks=(3, 50, 50), compute=True
+    )
     level0 = zarr.open_array("img.zarr/labels/patchworks/0", mode="r")
     assert level0.chunks == (3, 50, 50) and np.array_equal(level0[...], out)
     assert same_partition(out, ndi.label(volume > THRESHOLD, structure=FULL)[0])

@@ -29,8 +29,9 @@ print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _peak_mib(image: str, out: str) -> float:
-    done = subprocess.run([sys.executable, "-c", SCRIPT, image, out], check=True,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, image, out], check=True, capture_output=True, text=True
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"]
 
 

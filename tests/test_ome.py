@@ -27,10 +27,8 @@ def two_channels():
 
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
 def test_channel_and_level_from_metadata(two_channels, version):
-    write_ome_image("img.zarr", two_channels, axes="czyx", version=version,
-                    chunks=(1, 6, 32, 32))
-    labels = tile_process("img.zarr", fn, channel=1, overlap=2, compute=True,
-                          output_format="zarr")
+    write_ome_image("img.zarr", two_channels, axes="czyx", version=version, chunks=(1, 6, 32, 32))
+    labels = tile_process("img.zarr", fn, channel=1, overlap=2, compute=True, output_format="zarr")
     expected = ndi.label(two_channels[1] > THRESHOLD, structure=FULL)[0]
     assert labels.shape == (12, 64, 64)
     assert same_partition(labels, expected)
@@ -48,8 +46,9 @@ def test_all_channels_with_channel_axis(two_channels):
         seen.append(tile.shape[0])
         return fn(tile.max(axis=0))
 
-    labels = tile_process("img.zarr", both, channel_axis=0, tile_shape=(6, 32, 32),
-                          compute=True, output_format="zarr")
+    labels = tile_process(
+        "img.zarr", both, channel_axis=0, tile_shape=(6, 32, 32), compute=True, output_format="zarr"
+    )
     assert labels.shape == (12, 64, 64) and set(seen) == {2}
     expected = ndi.label(two_channels.max(axis=0) > THRESHOLD, structure=FULL)[0]
     assert same_partition(labels, expected)
@@ -57,11 +56,15 @@ def test_all_channels_with_channel_axis(two_channels):
 
 def test_channel_errors(two_channels):
     write_ome_image("img.zarr", two_channels, axes="czyx")
-    with pytest.raises(InvalidParameterError, match=r"`channel` is needed: .* 2 channels on axis 0"):
+    with pytest.raises(
+        InvalidParameterError, match=r"`channel` is needed: .* 2 channels on axis 0"
+    ):
         open_image("img.zarr")
     with pytest.raises(InvalidParameterError, match=r"`channel` must be an index in 0..1 .* got 5"):
         open_image("img.zarr", channel=5)
-    with pytest.raises(InvalidParameterError, match=r"`channel_axis` must be the image's channel axis .*got 1"):
+    with pytest.raises(
+        InvalidParameterError, match=r"`channel_axis` must be the image's channel axis .*got 1"
+    ):
         open_image("img.zarr", channel_axis=1)
     with pytest.raises(InvalidParameterError, match=r"not both"):
         open_image("img.zarr", channel=0, channel_axis=0)
@@ -75,8 +78,9 @@ def test_singleton_time_and_channel_are_dropped():
     source = open_image("img.zarr")
     assert source.shape == (16, 48, 48) and source.channel_axis is None
     assert source.ome.axes.names == ("z", "y", "x")
-    labels = tile_process("img.zarr", fn, tile_shape=(8, 24, 24), compute=True,
-                          output_format="zarr")
+    labels = tile_process(
+        "img.zarr", fn, tile_shape=(8, 24, 24), compute=True, output_format="zarr"
+    )
     assert same_partition(labels, ndi.label(image[0, 0] > THRESHOLD, structure=FULL)[0])
 
 

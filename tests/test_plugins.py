@@ -24,7 +24,9 @@ from patchworks.plugins._models import LOADS
 # Third-party noise on import and first use, under filterwarnings=error:
 pytestmark = [
     pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore:Sparse invariant checks are implicitly disabled:UserWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:Sparse invariant checks are implicitly disabled:UserWarning"
+    ),
     pytest.mark.filterwarnings("ignore::DeprecationWarning:tensorflow.*"),
     pytest.mark.filterwarnings("ignore::DeprecationWarning:keras.*"),
     pytest.mark.filterwarnings("ignore::FutureWarning"),
@@ -50,17 +52,21 @@ def blobs(shape, seed=0):
     return (ndi.gaussian_filter(spots, 3) * 100 + rng.random(shape) * 0.05).astype("float32")
 
 
-@pytest.mark.parametrize(("module", "factory", "extra"), [
-    ("cellpose", "cellpose_fn", "cellpose"),
-    ("stardist", "stardist_fn", "stardist"),
-])
+@pytest.mark.parametrize(
+    ("module", "factory", "extra"),
+    [
+        ("cellpose", "cellpose_fn", "cellpose"),
+        ("stardist", "stardist_fn", "stardist"),
+    ],
+)
 def test_missing_package_gives_the_pip_line(monkeypatch, module, factory, extra):
     import importlib
 
     plugin = importlib.import_module(f"patchworks.plugins.{module}")
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == module else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a)
+    )
     with pytest.raises(MissingDependencyError, match=rf'pip install "patchworks\[{extra}\]"'):
         getattr(plugin, factory)()
 
@@ -126,8 +132,14 @@ def stardist_folder(tmp_path_factory):
     from stardist.models import Config2D, StarDist2D
 
     base = tmp_path_factory.mktemp("stardist")
-    config = Config2D(n_rays=8, grid=(2, 2), n_channel_in=1, unet_n_depth=1,
-                      unet_n_filter_base=4, train_patch_size=(32, 32))
+    config = Config2D(
+        n_rays=8,
+        grid=(2, 2),
+        n_channel_in=1,
+        unet_n_depth=1,
+        unet_n_filter_base=4,
+        train_patch_size=(32, 32),
+    )
     model = StarDist2D(config, name="tiny", basedir=str(base))
     model.keras_model.save_weights(str(base / "tiny" / "weights_best.h5"))
     with open(base / "tiny" / "thresholds.json", "w") as handle:
@@ -144,8 +156,7 @@ def test_stardist_fn_runs_through_tile_process(stardist_folder):
 
     fn = stardist_fn(stardist_folder)
     image = blobs((64, 64))
-    result = tile_process(image, fn, tile_shape=(32, 32), overlap=8, stitch="iou",
-                          compute=True)
+    result = tile_process(image, fn, tile_shape=(32, 32), overlap=8, stitch="iou", compute=True)
     assert result.shape == image.shape and result.dtype == np.int32
     key = ("stardist", "2D", "tiny", os.path.dirname(stardist_folder))
     assert LOADS[key] == 1
@@ -195,15 +206,21 @@ def test_cellpose_fn_hands_its_options_to_eval(cellpose_weights):
 
     model = Recording(gpu=False, pretrained_model=cellpose_weights)
     model.pretrained_model = None  # no file to reload from: the object itself is used
-    fn = cellpose_fn(model, diameter=17, channels=(2, 1), channel_axis=0, normalize=False,
-                     flow_threshold=0.2)
+    fn = cellpose_fn(
+        model, diameter=17, channels=(2, 1), channel_axis=0, normalize=False, flow_threshold=0.2
+    )
     assert fn.model is model
     out = fn(np.stack([blobs((24, 24)), blobs((24, 24), seed=1)]))
     assert out.shape == (24, 24) and out.dtype == np.int32
     shape, kwargs = calls[-1]
     assert shape == (24, 24, 2)  # channels moved last
-    assert kwargs == {"diameter": 17, "channels": [2, 1], "channel_axis": 2,
-                      "normalize": False, "flow_threshold": 0.2}
+    assert kwargs == {
+        "diameter": 17,
+        "channels": [2, 1],
+        "channel_axis": 2,
+        "normalize": False,
+        "flow_threshold": 0.2,
+    }
     stack = np.stack([blobs((20, 20), seed=s) for s in range(2)])
     assert cellpose_fn(model, do_3D=True, diameter=30)(stack).shape == stack.shape
     shape, kwargs = calls[-1]
@@ -218,11 +235,9 @@ def test_stardist_loads_once_per_worker_process_on_a_cluster(stardist_folder):
 
     fn = stardist_fn(stardist_folder)
     image = blobs((64, 96))
-    client, cluster = make_local_cluster(n_workers=2, threads_per_worker=2,
-                                         dashboard_address=None)
+    client, cluster = make_local_cluster(n_workers=2, threads_per_worker=2, dashboard_address=None)
     try:
-        result = tile_process(image, fn, tile_shape=(16, 16), overlap=4, stitch="iou",
-                              compute=True)
+        result = tile_process(image, fn, tile_shape=(16, 16), overlap=4, stitch="iou", compute=True)
         loads = client.run(
             lambda: dict(__import__("patchworks.plugins._models", fromlist=["LOADS"]).LOADS)
         )

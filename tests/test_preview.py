@@ -37,14 +37,31 @@ def test_projection_plane_and_explicit_labels(rng):
     image[1, 4:10, 4:10] = 200
     image[3, 20:28, 20:28] = 200
     labels = ndi.label(image > 0)[0]
-    mip = np.asarray(Image.open(preview(image, labels=labels, projection="max", size=32,
-                                        tile_shape=(5, 16, 16), write_to="m.png")))
-    plane = np.asarray(Image.open(preview(image, labels=labels, plane=1, size=32,
-                                          tile_shape=(5, 16, 16), write_to="p.png")))
-    grey = (np.ptp(mip[..., :3].astype(int), axis=-1) == 0)
+    mip = np.asarray(
+        Image.open(
+            preview(
+                image,
+                labels=labels,
+                projection="max",
+                size=32,
+                tile_shape=(5, 16, 16),
+                write_to="m.png",
+            )
+        )
+    )
+    plane = np.asarray(
+        Image.open(
+            preview(
+                image, labels=labels, plane=1, size=32, tile_shape=(5, 16, 16), write_to="p.png"
+            )
+        )
+    )
+    grey = np.ptp(mip[..., :3].astype(int), axis=-1) == 0
     assert not grey[24, 24] and not grey[6, 6]  # both objects in the projection
     assert np.ptp(plane[24, 24, :3].astype(int)) == 0  # plane 1 misses the second object
-    with pytest.raises(InvalidParameterError, match=r"`plane` must be an index in 0..4 along the first axis; got 9"):
+    with pytest.raises(
+        InvalidParameterError, match=r"`plane` must be an index in 0..4 along the first axis; got 9"
+    ):
         preview(image, plane=9)
     with pytest.raises(InvalidParameterError, match=r"`labels` must have the image's spatial"):
         preview(image, labels=labels[:, :16])

@@ -17,9 +17,9 @@ def scenes(draw):
     ndim = draw(st.integers(1, 3))
     shape = tuple(draw(st.integers(1, 14 if ndim == 3 else 30)) for _ in range(ndim))
     tile_shape = tuple(draw(st.integers(1, n + 2)) for n in shape)
-    overlap = draw(st.one_of(
-        st.integers(0, 5), st.tuples(*[st.integers(0, 6) for _ in range(ndim)])
-    ))
+    overlap = draw(
+        st.one_of(st.integers(0, 5), st.tuples(*[st.integers(0, 6) for _ in range(ndim)]))
+    )
     connectivity = draw(st.integers(1, ndim))
     seed = draw(st.integers(0, 2**32 - 1))
     density = draw(st.floats(0.1, 0.9))
@@ -43,8 +43,13 @@ def test_tile_process_equals_whole_image_label(scene, sequential):
     fn, structure = _labeler(connectivity, binary.ndim)
     expected, n_expected = ndi.label(binary, structure=structure)
     result = tile_process(
-        binary.astype("uint8"), fn, tile_shape=tile_shape, overlap=overlap,
-        connectivity=connectivity, sequential_labels=sequential, compute=True,
+        binary.astype("uint8"),
+        fn,
+        tile_shape=tile_shape,
+        overlap=overlap,
+        connectivity=connectivity,
+        sequential_labels=sequential,
+        compute=True,
     )
     assert same_partition(result, expected)
     assert result.min() >= 0

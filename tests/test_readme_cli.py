@@ -17,8 +17,11 @@ def quick_start_lines() -> list[str]:
     section = README.read_text().split("## Command line", 1)[1]
     block = re.search(r"```console\n(.*?)```", section, re.S)
     assert block is not None
-    return [line[2:].split("  #")[0].strip() for line in block.group(1).splitlines()
-            if line.startswith("$ ")]
+    return [
+        line[2:].split("  #")[0].strip()
+        for line in block.group(1).splitlines()
+        if line.startswith("$ ")
+    ]
 
 
 def test_readme_command_line_quick_start(tmp_path):
@@ -28,10 +31,14 @@ def test_readme_command_line_quick_start(tmp_path):
     for line in lines:
         if "--scheduler-address" in line:
             continue  # needs a running dask scheduler (covered in test_cli.py)
-        line = line.replace("image.ome.zarr", "image.ome.zarr --shape 16,128,128", 1) if (
-            line.startswith("python -m patchworks.datasets")) else line
-        done = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=120)
+        line = (
+            line.replace("image.ome.zarr", "image.ome.zarr --shape 16,128,128", 1)
+            if (line.startswith("python -m patchworks.datasets"))
+            else line
+        )
+        done = subprocess.run(
+            ["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, (line, done.stdout, done.stderr)
     labels = zarr.open_group(str(tmp_path / "image.ome.zarr/labels/patchworks"), mode="r")
     assert labels["0"].shape == (16, 128, 128) and labels["0"][...].max() > 0

@@ -31,8 +31,7 @@ MARK = -100.0
 
 @pytest.fixture(scope="module")
 def cluster():
-    client, cluster = make_local_cluster(n_workers=2, threads_per_worker=1,
-                                         dashboard_address=None)
+    client, cluster = make_local_cluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
     yield client
     client.close()
     cluster.close()
@@ -62,11 +61,19 @@ def kill_a_worker_when_busy(client, after_s):
 @pytest.mark.slow
 @pytest.mark.parametrize("resume", [False, True])
 def test_worker_killed_mid_run_changes_nothing(cluster, volume, resume):
-    expected = tile_process(volume, label_fn, tile_shape=TILES, overlap=2, compute=True,
-                            write_to="reference.zarr")
+    expected = tile_process(
+        volume, label_fn, tile_shape=TILES, overlap=2, compute=True, write_to="reference.zarr"
+    )
     killer = kill_a_worker_when_busy(cluster, after_s=1.0)
-    result = tile_process(volume, slow_label, tile_shape=TILES, overlap=2, compute=True,
-                          write_to="out.zarr", resume=resume)
+    result = tile_process(
+        volume,
+        slow_label,
+        tile_shape=TILES,
+        overlap=2,
+        compute=True,
+        write_to="out.zarr",
+        resume=resume,
+    )
     killer.join()
     np.testing.assert_array_equal(result, expected)
     assert sorted(os.listdir(".")) == ["out.zarr", "reference.zarr"]
@@ -83,8 +90,15 @@ def test_every_original_worker_killed_one_after_the_other(cluster, volume):
 
     killer = threading.Thread(target=kill_all, daemon=True)
     killer.start()
-    result = tile_process(volume, slow_label, tile_shape=TILES, overlap=2, compute=True,
-                          write_to="out.zarr", resume=True)
+    result = tile_process(
+        volume,
+        slow_label,
+        tile_shape=TILES,
+        overlap=2,
+        compute=True,
+        write_to="out.zarr",
+        resume=True,
+    )
     killer.join()
     np.testing.assert_array_equal(result, expected)
     assert not set(pids) & set(cluster.run(os.getpid).values())
@@ -102,16 +116,19 @@ def fails_on_one_tile(tile, marker_dir, always):
     return label_fn(tile)
 
 
-def test_a_tile_that_keeps_failing_is_named_after_its_retries(cluster, volume,
-                                                              tmp_path_factory):
+def test_a_tile_that_keeps_failing_is_named_after_its_retries(cluster, volume, tmp_path_factory):
     import functools
 
     markers = tmp_path_factory.mktemp("markers")
     fn = functools.partial(fails_on_one_tile, marker_dir=str(markers), always=True)
-    with pytest.raises(TileFunctionError, match=r"on tile 0 \(grid position \(0, 0, 0\), "
-                       r"box \[0:6, 0:10, 0:10\]\)") as info:
-        tile_process(volume, fn, tile_shape=TILES, overlap=2, write_to="out.zarr",
-                     retries=2, resume=True)
+    with pytest.raises(
+        TileFunctionError,
+        match=r"on tile 0 \(grid position \(0, 0, 0\), "
+        r"box \[0:6, 0:10, 0:10\]\)",
+    ) as info:
+        tile_process(
+            volume, fn, tile_shape=TILES, overlap=2, write_to="out.zarr", retries=2, resume=True
+        )
     assert "failed on all 3 attempts (retries=2)" in "".join(info.value.__notes__)
     assert isinstance(info.value.__cause__, RuntimeError)
     with open(markers / "tried") as f:
@@ -140,13 +157,17 @@ def test_a_tile_that_kills_its_worker_is_named():
     import distributed  # noqa: F401  (loads the distributed config that is changed here)
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        client, cluster = make_local_cluster(n_workers=1, threads_per_worker=1,
-                                             dashboard_address=None)
+        client, cluster = make_local_cluster(
+            n_workers=1, threads_per_worker=1, dashboard_address=None
+        )
     try:
         volume = np.zeros((24, 30, 30))
         volume[0, 0, 0] = MARK
-        with pytest.raises(TileFunctionError, match=r"the workers running tile \d+ \(grid "
-                           r"position .*, box .*\) died too often .*smaller `tile_shape`"):
+        with pytest.raises(
+            TileFunctionError,
+            match=r"the workers running tile \d+ \(grid "
+            r"position .*, box .*\) died too often .*smaller `tile_shape`",
+        ):
             tile_process(volume, crash_on_first_tile, tile_shape=TILES, overlap=2)
     finally:
         client.close()

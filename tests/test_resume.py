@@ -99,16 +99,24 @@ def test_resume_reruns_only_unfinished_tiles_and_matches_uninterrupted(volume):
 
 
 def test_uninterrupted_resumable_run_equals_plain_run(volume):
-    plain = tile_process(volume, label_fn, tile_shape=TILES, overlap=2, compute=True,
-                         sequential_labels=True)
+    plain = tile_process(
+        volume, label_fn, tile_shape=TILES, overlap=2, compute=True, sequential_labels=True
+    )
     resumable = run(volume, label_fn, compute=True, sequential_labels=True)
     np.testing.assert_array_equal(resumable, plain)
 
 
 def test_merge_options_may_change_between_interruption_and_resume(volume):
     interrupt(volume, sequential_labels=False)
-    expected = tile_process(volume, label_fn, tile_shape=TILES, overlap=2, compute=True,
-                            sequential_labels=True, connectivity=1)
+    expected = tile_process(
+        volume,
+        label_fn,
+        tile_shape=TILES,
+        overlap=2,
+        compute=True,
+        sequential_labels=True,
+        connectivity=1,
+    )
     result = run(volume, flaky, compute=True, sequential_labels=True, connectivity=1)
     np.testing.assert_array_equal(result, expected)
 
@@ -162,8 +170,9 @@ def test_changed_inputs_never_reuse_stale_tiles(volume, change, component):
         run(image, fn, **change)
     assert finished_tiles().keys() == before.keys()  # the state is left untouched
     result = run(image, fn, overwrite=True, compute=True, **change)
-    expected = tile_process(image, fn, compute=True, **{"tile_shape": TILES, "overlap": 2,
-                                                        **change})
+    expected = tile_process(
+        image, fn, compute=True, **{"tile_shape": TILES, "overlap": 2, **change}
+    )
     np.testing.assert_array_equal(result, expected)
     assert sorted(os.listdir(".")) == ["out.zarr"]
 
@@ -177,8 +186,7 @@ def test_interrupted_state_is_reported_not_discarded_without_resume(volume):
     with pytest.raises(IncompleteOutputError, match=message):
         tile_process(volume, label_fn, tile_shape=TILES, overlap=2, write_to="out.zarr")
     assert finished_tiles().keys() == done.keys()
-    tile_process(volume, label_fn, tile_shape=TILES, overlap=2, write_to="out.zarr",
-                 overwrite=True)
+    tile_process(volume, label_fn, tile_shape=TILES, overlap=2, write_to="out.zarr", overwrite=True)
     assert sorted(os.listdir(".")) == ["out.zarr"]
 
 
@@ -222,8 +230,7 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(volume)
         with pytest.raises(OutputLockedError):
             tile_process(volume, label_fn, tile_shape=TILES, write_to="out.zarr")
         # a different output in the same folder runs alongside
-        tile_process(volume, label_fn, tile_shape=TILES, write_to="neighbour.zarr",
-                     resume=True)
+        tile_process(volume, label_fn, tile_shape=TILES, write_to="neighbour.zarr", resume=True)
     finally:
         release.set()
         first.join(60)
@@ -282,8 +289,7 @@ def test_status_running_and_merge_refused_while_a_run_holds_the_output(volume):
         release.wait(30)
         return label_fn(tile)
 
-    first = threading.Thread(target=lambda: run(volume, slow, tile_shape=(24, 30, 36)),
-                             daemon=True)
+    first = threading.Thread(target=lambda: run(volume, slow, tile_shape=(24, 30, 36)), daemon=True)
     first.start()
     assert started.wait(30)
     try:

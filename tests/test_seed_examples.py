@@ -38,6 +38,7 @@ def test_quick_start():
     def my_fn(tile):
         from skimage.filters import threshold_otsu
         from skimage.measure import label
+
         return label(tile > threshold_otsu(tile)).astype("int32")
 
     result = tile_process("image.zarr", my_fn, compute=True)
@@ -76,11 +77,14 @@ def test_skip_empty_tiles(capsys):
     info = estimate_empty_tiles("image.zarr", tile_shape=(120, 697, 697))
     print(f"{info['empty_fraction']:.0%} tiles are background — will be skipped")
 
-    tile_process("image.zarr", fn,
-                 tile_shape=(120, 697, 697),
-                 skip_empty=True,
-                 empty_threshold=info["threshold"],
-                 write_to="labels.zarr")
+    tile_process(
+        "image.zarr",
+        fn,
+        tile_shape=(120, 697, 697),
+        skip_empty=True,
+        empty_threshold=info["threshold"],
+        write_to="labels.zarr",
+    )
 
     assert "tiles are background" in capsys.readouterr().out
     assert zarr.open_array("labels.zarr").shape == (8, 96, 96)
@@ -95,7 +99,8 @@ def test_distributed_cluster_for_gpu(monkeypatch):
     try:
         tile_process("image.zarr", fn, write_to="labels.zarr", progress=True)
     finally:
-        client.close(); cluster.close()  # noqa: E702
+        client.close()
+        cluster.close()
 
     assert zarr.open_array("labels.zarr")[...].max() > 0
 
@@ -103,9 +108,7 @@ def test_distributed_cluster_for_gpu(monkeypatch):
 def test_contiguous_label_numbering():
     from patchworks import tile_process
 
-    tile_process("image.zarr", fn,
-                 write_to="labels.zarr",
-                 sequential_labels=True)
+    tile_process("image.zarr", fn, write_to="labels.zarr", sequential_labels=True)
 
     labels = zarr.open_array("labels.zarr")[...]
     assert np.array_equal(np.unique(labels), np.arange(labels.max() + 1))
@@ -119,8 +122,9 @@ def test_merge_step_on_own_dask_tiling():
 
     # Your own tiling + segmentation
     image = da.from_zarr("image.zarr").rechunk((1, 1024, 1024))
-    labeled = image.map_blocks(my_segment_fn, dtype="int32",
-                                meta=np.empty((0,) * image.ndim, dtype="int32"))
+    labeled = image.map_blocks(
+        my_segment_fn, dtype="int32", meta=np.empty((0,) * image.ndim, dtype="int32")
+    )
 
     merged = merge_tile_labels(labeled, write_to="labels.zarr", progress=True)
 

@@ -70,7 +70,8 @@ def test_missing_http_backend_names_the_extra(monkeypatch):
     from patchworks.errors import MissingDependencyError
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "aiohttp" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "aiohttp" else real(name, *a)
+    )
     with pytest.raises(MissingDependencyError, match=r'pip install "patchworks\[remote\]"'):
         tile_process("https://example.invalid/img.zarr", fn)

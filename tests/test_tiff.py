@@ -26,10 +26,13 @@ def fn(tile):
 def test_ome_tiff_channel():
     image = np.stack([blobs((6, 64, 64), radius=4, seed=s) for s in (1, 2)], axis=1)  # z c y x
     tifffile.imwrite("img.ome.tif", image, ome=True, metadata={"axes": "ZCYX"})
-    with pytest.raises(InvalidParameterError, match=r"`channel` is needed: .* 2 channels on axis 1"):
+    with pytest.raises(
+        InvalidParameterError, match=r"`channel` is needed: .* 2 channels on axis 1"
+    ):
         open_image("img.ome.tif")
-    labels = tile_process("img.ome.tif", fn, channel=1, tile_shape=(3, 32, 32), overlap=1,
-                          compute=True)
+    labels = tile_process(
+        "img.ome.tif", fn, channel=1, tile_shape=(3, 32, 32), overlap=1, compute=True
+    )
     assert same_partition(labels, ndi.label(image[:, 1] > THRESHOLD, structure=FULL)[0])
 
 

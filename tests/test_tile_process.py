@@ -58,8 +58,9 @@ def test_zarr_group_with_one_array_and_ome_levels(volume):
     group.attrs["multiscales"] = [{"version": "0.4", "datasets": [{"path": "0"}, {"path": "1"}]}]
     assert tile_process("ome.zarr", full_label, compute=True).shape == (16, 40, 40)
     # an OME-Zarr input gets its labels written inside (labels/patchworks) unless told not to
-    assert tile_process("ome.zarr", full_label, level=1, compute=True,
-                        output_format="zarr").shape == (16, 20, 20)
+    assert tile_process(
+        "ome.zarr", full_label, level=1, compute=True, output_format="zarr"
+    ).shape == (16, 20, 20)
 
 
 def test_dask_numpy_zarr_inputs_agree(volume):
@@ -70,8 +71,7 @@ def test_dask_numpy_zarr_inputs_agree(volume):
         zarr.create_array("a.zarr", data=volume, chunks=(5, 9, 11)),
     ]
     for image in inputs:
-        result = tile_process(image, full_label, tile_shape=(6, 13, 13), overlap=3,
-                              compute=True)
+        result = tile_process(image, full_label, tile_shape=(6, 13, 13), overlap=3, compute=True)
         assert same_partition(result, expected)
 
 
@@ -79,9 +79,14 @@ def test_four_dimensional_image(rng):
     image = (ndi.gaussian_filter(rng.random((6, 7, 8, 9)), 1) > 0.5).astype("uint8")
     for connectivity in (1, 4):
         structure = ndi.generate_binary_structure(4, connectivity)
-        result = tile_process(image, lambda t, s=structure: ndi.label(t, structure=s)[0],
-                              tile_shape=(2, 3, 4, 5), overlap=1, connectivity=connectivity,
-                              compute=True)
+        result = tile_process(
+            image,
+            lambda t, s=structure: ndi.label(t, structure=s)[0],
+            tile_shape=(2, 3, 4, 5),
+            overlap=1,
+            connectivity=connectivity,
+            compute=True,
+        )
         assert same_partition(result, ndi.label(image, structure=structure)[0])
 
 
@@ -118,8 +123,9 @@ def test_channel_axis_gives_fn_all_channels(volume):
         assert tile.shape[-1] == 2
         return full_label(tile[..., 0])
 
-    result = tile_process(image, first_channel, channel_axis=-1, tile_shape=(8, 16, 16),
-                          overlap=1, compute=True)
+    result = tile_process(
+        image, first_channel, channel_axis=-1, tile_shape=(8, 16, 16), overlap=1, compute=True
+    )
     assert same_partition(result, expected_of(volume))
 
 
@@ -135,9 +141,14 @@ def test_skip_empty_does_not_call_fn_on_empty_tiles():
     image = np.zeros((32, 32), dtype="uint16")
     image[2:6, 2:6] = 500
     seen = []
-    result = tile_process(image, lambda t: seen.append(1) or full_label(t > 100),
-                          tile_shape=(8, 8), skip_empty=True, empty_threshold=100,
-                          compute=True)
+    result = tile_process(
+        image,
+        lambda t: seen.append(1) or full_label(t > 100),
+        tile_shape=(8, 8),
+        skip_empty=True,
+        empty_threshold=100,
+        compute=True,
+    )
     assert len(seen) == 1
     assert result.max() == 1 and (result > 0).sum() == 16
     info = estimate_empty_tiles(image, tile_shape=(8, 8), sample_size=100)
@@ -158,8 +169,9 @@ def test_lazy_result_without_write_to_cleans_up(volume, tmp_path):
 
 
 def test_write_to_output_is_complete_and_chunked_by_tile(volume):
-    result = tile_process(volume, full_label, tile_shape=(8, 16, 16), write_to="out.zarr",
-                          sequential_labels=True)
+    result = tile_process(
+        volume, full_label, tile_shape=(8, 16, 16), write_to="out.zarr", sequential_labels=True
+    )
     out = zarr.open_array("out.zarr")
     meta = out.attrs["patchworks"]
     assert meta["complete"] is True and meta["n_labels"] == int(result.max().compute())
@@ -185,8 +197,7 @@ def test_uint64_output_and_fn_returning_uint64(volume):
     def big_ids(tile):
         return full_label(tile).astype("uint64") * np.uint64(2**40)
 
-    result = tile_process(volume, big_ids, tile_shape=(8, 16, 16), dtype="uint64",
-                          compute=True)
+    result = tile_process(volume, big_ids, tile_shape=(8, 16, 16), dtype="uint64", compute=True)
     assert result.dtype == np.uint64 and same_partition(result, expected_of(volume))
 
 

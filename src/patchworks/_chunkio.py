@@ -71,16 +71,24 @@ class ChunkIO:
             not isinstance(meta.chunk_grid, RegularChunkGrid)
             or not isinstance(meta.chunk_key_encoding, DefaultChunkKeyEncoding)
             or dtype.kind not in "iu"
-            or (dtype.itemsize > 1 and codecs[0].endian is not None
-                and codecs[0].endian.value != "little")
+            or (
+                dtype.itemsize > 1
+                and codecs[0].endian is not None
+                and codecs[0].endian.value != "little"
+            )
             or meta.fill_value != 0
             or array.order != "C"
         ):
             return None
         root = os.path.join(str(array.store.root), array.store_path.path)
-        return cls(root=root, shape=tuple(array.shape), chunks=tuple(array.chunks),
-                   dtype=dtype.newbyteorder("<").str, level=level,
-                   separator=meta.chunk_key_encoding.separator)
+        return cls(
+            root=root,
+            shape=tuple(array.shape),
+            chunks=tuple(array.chunks),
+            dtype=dtype.newbyteorder("<").str,
+            level=level,
+            separator=meta.chunk_key_encoding.separator,
+        )
 
     def _path(self, coords: tuple[int, ...]) -> str:
         return os.path.join(self.root, self.separator.join(["c", *(str(int(c)) for c in coords)]))
@@ -149,7 +157,7 @@ def _write_file(path: str, data: bytes) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
@@ -177,7 +185,10 @@ def read_tile(
 
 
 def write_tile(
-    array: Any, io: ChunkIO | None, position: tuple[int, ...], core: tuple[slice, ...],
+    array: Any,
+    io: ChunkIO | None,
+    position: tuple[int, ...],
+    core: tuple[slice, ...],
     block: np.ndarray,
 ) -> None:
     """Write ``block`` as the tile at grid ``position`` (core box ``core``) of ``array``."""

@@ -36,8 +36,9 @@ def _ints(text: str, name: str) -> Any:
     try:
         values = tuple(int(v) for v in text.replace("x", ",").split(","))
     except ValueError:
-        raise UsageError(f"{name} must be integers separated by commas (or 'auto'); "
-                         f"got {text!r}.") from None
+        raise UsageError(
+            f"{name} must be integers separated by commas (or 'auto'); got {text!r}."
+        ) from None
     return values[0] if len(values) == 1 and name == "--overlap" else values
 
 
@@ -51,8 +52,9 @@ def load_fn(spec: str) -> Any:
     """
     module_name, sep, attr = spec.rpartition(":")
     if not sep or not module_name or not attr:
-        raise UsageError(f"--fn must look like 'module:callable' or 'file.py:callable'; "
-                         f"got {spec!r}.")
+        raise UsageError(
+            f"--fn must look like 'module:callable' or 'file.py:callable'; got {spec!r}."
+        )
     try:
         if module_name.endswith(".py"):
             if not os.path.exists(module_name):
@@ -70,8 +72,9 @@ def load_fn(spec: str) -> Any:
     except UsageError:
         raise
     except Exception as exc:
-        raise UsageError(f"--fn {spec!r}: could not import {module_name!r} "
-                         f"({type(exc).__name__}: {exc}).") from exc
+        raise UsageError(
+            f"--fn {spec!r}: could not import {module_name!r} ({type(exc).__name__}: {exc})."
+        ) from exc
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise UsageError(f"--fn {spec!r}: {module_name!r} has no callable named {attr!r}.")
@@ -89,11 +92,19 @@ def _parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks")
-    common.add_argument("--scheduler-address", metavar="ADDR",
-                        help="dask scheduler to run on (e.g. tcp://10.0.0.5:8786)")
+    common.add_argument(
+        "--scheduler-address",
+        metavar="ADDR",
+        help="dask scheduler to run on (e.g. tcp://10.0.0.5:8786)",
+    )
     progress = common.add_mutually_exclusive_group()
-    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
-                          help="progress bars (default: when stderr is a terminal)")
+    progress.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="progress bars (default: when stderr is a terminal)",
+    )
     progress.add_argument("--no-progress", dest="progress", action="store_false")
 
     image_opts = argparse.ArgumentParser(add_help=False)
@@ -107,16 +118,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--fn", required=True, help="module:callable or file.py:callable")
     run.add_argument("--overlap", default="0", help="halo in voxels: 8, 2,8,8 or auto")
     run.add_argument("--out", help="output path (default for OME-Zarr: labels inside it)")
-    run.add_argument("--stitch", choices=["touch", "iou"], default="touch",
-                     help="join labels that touch (default) or whose halos agree")
+    run.add_argument(
+        "--stitch",
+        choices=["touch", "iou"],
+        default="touch",
+        help="join labels that touch (default) or whose halos agree",
+    )
     run.add_argument("--iou-threshold", type=float, default=0.5, help="for --stitch iou")
     run.add_argument("--connectivity", type=int, help="1..ndim (default ndim)")
     run.add_argument("--sequential-labels", action="store_true", help="IDs exactly 1..N")
-    run.add_argument("--skip-empty", action="store_true",
-                     help="do not run fn on tiles with nothing above --empty-threshold")
+    run.add_argument(
+        "--skip-empty",
+        action="store_true",
+        help="do not run fn on tiles with nothing above --empty-threshold",
+    )
     run.add_argument("--empty-threshold", type=float)
-    run.add_argument("--label-name", default="patchworks",
-                     help="name of labels/<name> inside an OME-Zarr image")
+    run.add_argument(
+        "--label-name", default="patchworks", help="name of labels/<name> inside an OME-Zarr image"
+    )
     run.add_argument("--output-format", choices=["auto", "zarr", "ome-zarr"], default="auto")
     run.add_argument("--resume", action="store_true", help="finish an interrupted run")
     run.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -131,24 +150,36 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("--sequential-labels", action="store_true")
     merge.add_argument("--overwrite", action="store_true")
 
-    empty = sub.add_parser("estimate-empty", parents=[common, image_opts],
-                           help="share of background-only tiles, from a sample")
+    empty = sub.add_parser(
+        "estimate-empty",
+        parents=[common, image_opts],
+        help="share of background-only tiles, from a sample",
+    )
     empty.add_argument("image")
     empty.add_argument("--threshold", type=float)
     empty.add_argument("--sample-size", type=int, default=32)
     empty.add_argument("--json", action="store_true")
 
-    info = sub.add_parser("info", parents=[common, image_opts],
-                          help="shape, chunks, levels, channels, tiles and memory")
+    info = sub.add_parser(
+        "info",
+        parents=[common, image_opts],
+        help="shape, chunks, levels, channels, tiles and memory",
+    )
     info.add_argument("image")
     info.add_argument("--overlap", default="0")
     info.add_argument("--json", action="store_true")
 
-    preview = sub.add_parser("preview", parents=[common, image_opts],
-                             help="PNG of a plane or max projection with labels and seams")
+    preview = sub.add_parser(
+        "preview",
+        parents=[common, image_opts],
+        help="PNG of a plane or max projection with labels and seams",
+    )
     preview.add_argument("image")
-    preview.add_argument("--labels", help="label array or OME-Zarr label image (default: "
-                         "labels/patchworks inside an OME-Zarr image)")
+    preview.add_argument(
+        "--labels",
+        help="label array or OME-Zarr label image (default: "
+        "labels/patchworks inside an OME-Zarr image)",
+    )
     preview.add_argument("--out", default="preview.png")
     preview.add_argument("--plane", type=int, help="plane index along the first axis")
     preview.add_argument("--max-projection", action="store_true")
@@ -172,8 +203,9 @@ def _client(address: str | None) -> Iterator[None]:
     try:
         client = Client(address, timeout="10s")
     except Exception as exc:
-        raise UsageError(f"--scheduler-address {address!r}: could not connect "
-                         f"({type(exc).__name__}: {exc}).") from exc
+        raise UsageError(
+            f"--scheduler-address {address!r}: could not connect ({type(exc).__name__}: {exc})."
+        ) from exc
     with client:
         yield
 
@@ -183,8 +215,7 @@ def _level(text: str | None) -> int | str | None:
 
 
 def _image_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"level": _level(args.level), "channel": args.channel,
-            "channel_axis": args.channel_axis}
+    return {"level": _level(args.level), "channel": args.channel, "channel_axis": args.channel_axis}
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -199,17 +230,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _check_destination(args)
     start = time.perf_counter()
     tile_process(
-        args.image, fn, tile_shape=tile_shape, overlap=overlap, write_to=args.out,
-        progress=args.progress, sequential_labels=args.sequential_labels,
-        skip_empty=args.skip_empty, empty_threshold=args.empty_threshold, stitch=args.stitch,
-        iou_threshold=args.iou_threshold, connectivity=args.connectivity, resume=args.resume,
-        overwrite=args.overwrite, label_name=args.label_name, output_format=args.output_format,
+        args.image,
+        fn,
+        tile_shape=tile_shape,
+        overlap=overlap,
+        write_to=args.out,
+        progress=args.progress,
+        sequential_labels=args.sequential_labels,
+        skip_empty=args.skip_empty,
+        empty_threshold=args.empty_threshold,
+        stitch=args.stitch,
+        iou_threshold=args.iou_threshold,
+        connectivity=args.connectivity,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        label_name=args.label_name,
+        output_format=args.output_format,
         **_image_kwargs(args),
     )
     where = _written_array(args)
     meta = _run_meta(where)
-    print(f"wrote {where}: {meta.get('n_labels', '?')} objects in "
-          f"{time.perf_counter() - start:.1f} s")
+    print(
+        f"wrote {where}: {meta.get('n_labels', '?')} objects in {time.perf_counter() - start:.1f} s"
+    )
     return OK
 
 
@@ -239,8 +282,10 @@ def _check_destination(args: argparse.Namespace) -> None:
 
     source = open_image(args.image, **_image_kwargs(args))
     if source.ome is None or args.output_format == "zarr":
-        raise UsageError(f"--out is needed: {args.image!r} is not an OME-Zarr image, so there "
-                         "is no labels/ group to write into.")
+        raise UsageError(
+            f"--out is needed: {args.image!r} is not an OME-Zarr image, so there "
+            "is no labels/ group to write into."
+        )
 
 
 def _written_array(args: argparse.Namespace) -> str:
@@ -270,8 +315,10 @@ def _dry_run(args: argparse.Namespace, tile_shape: Any, overlap: Any) -> int:
     elif "ome" in info and args.output_format != "zarr":
         target = os.path.join(args.image, "labels", args.label_name)
     else:
-        raise UsageError(f"--out is needed: {args.image!r} is not an OME-Zarr image, so there "
-                         "is no labels/ group to write into.")
+        raise UsageError(
+            f"--out is needed: {args.image!r} is not an OME-Zarr image, so there "
+            "is no labels/ group to write into."
+        )
     if os.path.exists(target) and not (args.overwrite or args.resume):
         raise UsageError(f"{target!r} already exists; pass --overwrite to replace it.")
     print(f"output      {target}")
@@ -284,10 +331,16 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     from ._pipeline import merge_tile_labels
 
     tile_shape = _ints(args.tile_shape, "--tile-shape") if args.tile_shape else None
-    merge_tile_labels(args.labeled, input_component=args.component, write_to=args.out,
-                      progress=args.progress, sequential_labels=args.sequential_labels,
-                      connectivity=args.connectivity, tile_shape=tile_shape,
-                      overwrite=args.overwrite)
+    merge_tile_labels(
+        args.labeled,
+        input_component=args.component,
+        write_to=args.out,
+        progress=args.progress,
+        sequential_labels=args.sequential_labels,
+        connectivity=args.connectivity,
+        tile_shape=tile_shape,
+        overwrite=args.overwrite,
+    )
     print(f"wrote {args.out}: {_run_meta(args.out).get('n_labels', '?')} objects")
     return OK
 
@@ -297,15 +350,22 @@ def _cmd_estimate_empty(args: argparse.Namespace) -> int:
 
     if not args.tile_shape:
         raise UsageError("--tile-shape is needed for estimate-empty (e.g. 1,512,512).")
-    result = estimate_empty_tiles(args.image, tile_shape=_ints(args.tile_shape, "--tile-shape"),
-                                  threshold=args.threshold, sample_size=args.sample_size,
-                                  progress=args.progress, **_image_kwargs(args))
+    result = estimate_empty_tiles(
+        args.image,
+        tile_shape=_ints(args.tile_shape, "--tile-shape"),
+        threshold=args.threshold,
+        sample_size=args.sample_size,
+        progress=args.progress,
+        **_image_kwargs(args),
+    )
     if args.json:
         print(json.dumps(result, default=_plain))
     else:
-        print(f"{result['empty_fraction']:.1%} of tiles are empty (threshold "
-              f"{result['threshold']:g}); pass --skip-empty --empty-threshold "
-              f"{result['threshold']:g} to run to skip them")
+        print(
+            f"{result['empty_fraction']:.1%} of tiles are empty (threshold "
+            f"{result['threshold']:g}); pass --skip-empty --empty-threshold "
+            f"{result['threshold']:g} to run to skip them"
+        )
     return OK
 
 
@@ -313,8 +373,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from ._info import describe, format_info
 
     tile_shape = _ints(args.tile_shape, "--tile-shape") if args.tile_shape else None
-    info = describe(args.image, tile_shape=tile_shape, overlap=_ints(args.overlap, "--overlap"),
-                    **_image_kwargs(args))
+    info = describe(
+        args.image,
+        tile_shape=tile_shape,
+        overlap=_ints(args.overlap, "--overlap"),
+        **_image_kwargs(args),
+    )
     print(json.dumps(info, default=_plain, indent=1) if args.json else format_info(info))
     return OK
 
@@ -323,9 +387,16 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     from ._preview import preview
 
     tile_shape = _ints(args.tile_shape, "--tile-shape") if args.tile_shape else None
-    path = preview(args.image, labels=args.labels, write_to=args.out, plane=args.plane,
-                   projection="max" if args.max_projection else None, tile_shape=tile_shape,
-                   size=args.size, **_image_kwargs(args))
+    path = preview(
+        args.image,
+        labels=args.labels,
+        write_to=args.out,
+        plane=args.plane,
+        projection="max" if args.max_projection else None,
+        tile_shape=tile_shape,
+        size=args.size,
+        **_image_kwargs(args),
+    )
     print(f"wrote {path}")
     return OK
 
@@ -334,8 +405,13 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else str(value)
 
 
-COMMANDS = {"run": _cmd_run, "merge": _cmd_merge, "estimate-empty": _cmd_estimate_empty,
-            "info": _cmd_info, "preview": _cmd_preview}
+COMMANDS = {
+    "run": _cmd_run,
+    "merge": _cmd_merge,
+    "estimate-empty": _cmd_estimate_empty,
+    "info": _cmd_info,
+    "preview": _cmd_preview,
+}
 #: Errors that mean "fix your input" (exit 2) rather than "the run failed" (exit 1).
 USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError)
 
@@ -354,8 +430,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             traceback.print_exc()
-        usage = (isinstance(exc, PatchworksError) and isinstance(exc, USAGE_ERRORS)
-                 and not isinstance(exc, InvalidLabelsError))  # bad labels: the run failed
+        usage = (
+            isinstance(exc, PatchworksError)
+            and isinstance(exc, USAGE_ERRORS)
+            and not isinstance(exc, InvalidLabelsError)
+        )  # bad labels: the run failed
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"patchworks: error: {message}", file=sys.stderr)
         return USAGE if usage else FAILED

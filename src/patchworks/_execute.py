@@ -131,8 +131,9 @@ def _task_failure(exc: Exception, job: Any, index: int, retries: int) -> Excepti
             "smaller `tile_shape` or fewer threads per worker."
         )
     if retries:
-        exc.add_note(f"patchworks: {where} failed on all {1 + retries} attempts "
-                     f"(retries={retries}).")
+        exc.add_note(
+            f"patchworks: {where} failed on all {1 + retries} attempts (retries={retries})."
+        )
     return exc
 
 
@@ -289,6 +290,4 @@ class Executor:
 
             scheduler = "sync" if _serial_requested() else "threads"
             with _Tick():
-                return list(
-                    dask.compute(*tasks, scheduler=scheduler, num_workers=self.n_workers)
-                )
+                return list(dask.compute(*tasks, scheduler=scheduler, num_workers=self.n_workers))

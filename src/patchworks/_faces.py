@@ -91,7 +91,10 @@ def _lower_neighbours(job: FaceJob, position: tuple[int, ...], axis: int):
 
 
 def _wide_lower(
-    job: FaceJob, rows: dict[int, np.ndarray], position: tuple[int, ...], axis: int,
+    job: FaceJob,
+    rows: dict[int, np.ndarray],
+    position: tuple[int, ...],
+    axis: int,
     wide: tuple[slice, ...],
 ) -> np.ndarray:
     """The hi planes below the core at ``position``, assembled over the ``wide`` box."""
@@ -148,7 +151,8 @@ def _pairs_across(
             continue
         # The lower voxel may sit in a diagonal neighbour: find its grid position.
         lower_position = tuple(
-            np.full(hits[b].size, starts[b]) if b == axis
+            np.full(hits[b].size, starts[b])
+            if b == axis
             else (hits[b] + starts[b]) // plan.tile_shape[b]
             for b in range(plan.ndim)
         )
@@ -158,10 +162,15 @@ def _pairs_across(
         keys = (up[hits].astype(np.uint64) << np.uint64(32)) | down[hits].astype(np.uint64)
         for lower_tile in np.unique(lower_tiles):
             unique = np.unique(keys[lower_tiles == lower_tile])
-            found.append(np.stack([
-                tag(plan.index(position), (unique >> np.uint64(32)).astype(np.int64)),
-                tag(lower_tile, (unique & np.uint64(0xFFFFFFFF)).astype(np.int64)),
-            ], axis=1))
+            found.append(
+                np.stack(
+                    [
+                        tag(plan.index(position), (unique >> np.uint64(32)).astype(np.int64)),
+                        tag(lower_tile, (unique & np.uint64(0xFFFFFFFF)).astype(np.int64)),
+                    ],
+                    axis=1,
+                )
+            )
     if not found:
         return EMPTY_PAIRS
     return unique_rows(np.concatenate(found))

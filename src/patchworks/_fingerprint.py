@@ -105,8 +105,9 @@ def image_identity(image: Any, source: ImageSource) -> dict[str, Any]:
         identity["path"] = path if "://" in path else os.path.abspath(path)
     metadata = getattr(array, "metadata", None)
     if metadata is not None and hasattr(metadata, "to_dict"):
-        identity["metadata"] = _digest(json.dumps(metadata.to_dict(), default=str,
-                                                  sort_keys=True).encode())
+        identity["metadata"] = _digest(
+            json.dumps(metadata.to_dict(), default=str, sort_keys=True).encode()
+        )
     if isinstance(array, np.ndarray):
         if array.nbytes <= FULL_HASH_BYTES:
             identity["content"] = _hash_array(array)

@@ -51,8 +51,9 @@ def describe(
     channels = 1
     if source.channel_axis is not None:
         channels = int(source.array.shape[source.channel_axis])
-    halo_voxels = math.prod(min(t + 2 * h, n) for t, h, n in zip(tiles, halo, source.shape,
-                                                                  strict=True))
+    halo_voxels = math.prod(
+        min(t + 2 * h, n) for t, h, n in zip(tiles, halo, source.shape, strict=True)
+    )
     per_tile = halo_voxels * (source.dtype.itemsize * channels + LABEL_BYTES_PER_VOXEL)
     info: dict[str, Any] = {
         "image": image if isinstance(image, str) else type(image).__name__,
@@ -129,6 +130,7 @@ def format_info(info: dict[str, Any]) -> str:
     tiles       2 tiles of (4, 8) (grid (2, 1)), halo (0, 0)
     memory      about 416 B per tile in flight; 832 B with 2 workers
     """
+
     def tup(values: Any) -> str:
         return "(" + ", ".join(str(v) for v in values) + ")" if values is not None else "none"
 
@@ -136,8 +138,10 @@ def format_info(info: dict[str, Any]) -> str:
     stored = ""
     if info["stored_shape"] != info["shape"]:
         stored = f" (stored {tup(info['stored_shape'])})"
-    lines.append(f"shape       {tup(info['shape'])}{stored}  dtype {info['dtype']}  "
-                 f"chunks {tup(info['chunks'])}")
+    lines.append(
+        f"shape       {tup(info['shape'])}{stored}  dtype {info['dtype']}  "
+        f"chunks {tup(info['chunks'])}"
+    )
     ome = info.get("ome")
     if ome:
         lines.append(f"axes        {tup(ome['axes'])}  NGFF {ome['version']}")
@@ -151,10 +155,14 @@ def format_info(info: dict[str, Any]) -> str:
         channel_note = f" (all handed to fn, axis {info['channel_axis']})"
     lines.append(f"channels    {info['channels']}{channel_note}")
     halo = info["halo"] if isinstance(info["halo"], str) else tup(info["halo"])
-    lines.append(f"tiles       {info['n_tiles']} tiles of {tup(info['tile_shape'])} "
-                 f"(grid {tup(info['grid'])}), halo {halo}")
-    lines.append(f"memory      about {_size(info['memory_per_tile_bytes'])} per tile in flight; "
-                 f"{_size(info['memory_in_flight_bytes'])} with {info['workers']} workers")
+    lines.append(
+        f"tiles       {info['n_tiles']} tiles of {tup(info['tile_shape'])} "
+        f"(grid {tup(info['grid'])}), halo {halo}"
+    )
+    lines.append(
+        f"memory      about {_size(info['memory_per_tile_bytes'])} per tile in flight; "
+        f"{_size(info['memory_in_flight_bytes'])} with {info['workers']} workers"
+    )
     return "\n".join(lines)
 
 

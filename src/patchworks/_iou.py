@@ -83,8 +83,7 @@ class Seams:
         job = MatchJob(seams=self, counts=counts)
         occupied = [int(i) for i in np.flatnonzero(counts)]
         matches = executor.map(match_tile, job, occupied, desc="seams")
-        return decide_owners(self, executor, counts, matches, sequential=sequential,
-                             dtype=dtype)
+        return decide_owners(self, executor, counts, matches, sequential=sequential, dtype=dtype)
 
 
 def create_seams(
@@ -105,8 +104,7 @@ def create_seams(
     if os.path.exists(path):  # resume=True: an interrupted run's halos, if they fit the plan
         halos = zarr.open_array(path, mode="r+")
         if halos.shape == shape and halos.chunks == chunks:
-            return Seams(plan=plan, halos=halos, iou_threshold=float(iou_threshold),
-                         anchor=anchor)
+            return Seams(plan=plan, halos=halos, iou_threshold=float(iou_threshold), anchor=anchor)
         remove_tree(path)
     halos = zarr.create_array(
         store=path, shape=shape, chunks=chunks, dtype=HALO_DTYPE, fill_value=0, write_data=True

@@ -89,7 +89,8 @@ class LabelOutput:
         chunks = self.chunks or label_chunks(plan.tile_shape, np.dtype(written.dtype))
         parent = os.path.dirname(os.path.abspath(self.final_path))
         self.build_path = tempfile.mkdtemp(
-            prefix=f".{os.path.basename(self.final_path)}.", suffix=".patchworks-build",
+            prefix=f".{os.path.basename(self.final_path)}.",
+            suffix=".patchworks-build",
             dir=parent,
         )
         level0 = os.path.join(self.build_path, "0")
@@ -97,13 +98,25 @@ class LabelOutput:
             os.replace(self.level0_path, level0)
             previous = zarr.open_array(level0, mode="r")
         else:
-            previous = self._level(level0, written, chunks, self.levels[0], executor,
-                                   block=_copy_block(plan.tile_shape, chunks), label="level 0")
+            previous = self._level(
+                level0,
+                written,
+                chunks,
+                self.levels[0],
+                executor,
+                block=_copy_block(plan.tile_shape, chunks),
+                label="level 0",
+            )
         for k, level in enumerate(self.levels[1:], start=1):
-            previous = self._level(os.path.join(self.build_path, str(k)), previous, chunks,
-                                   level, executor, label=f"level {k}")
-        group = zarr.open_group(self.build_path, mode="a",
-                                zarr_format=self.zarr_format)  # type: ignore[arg-type]
+            previous = self._level(
+                os.path.join(self.build_path, str(k)),
+                previous,
+                chunks,
+                level,
+                executor,
+                label=f"level {k}",
+            )
+        group = zarr.open_group(self.build_path, mode="a", zarr_format=self.zarr_format)  # type: ignore[arg-type]
         group.attrs.update(self.metadata())
         _replace(self.build_path, self.final_path, self.overwrite)
         if self.labels_group is not None:
@@ -116,21 +129,43 @@ class LabelOutput:
 
     def _reusable(self, written: Any, chunks: tuple[int, ...]) -> bool:
         """Whether the pipeline's array already has this image's format, chunks and codec."""
-        return (self.zarr_format == 3 and self.compressors is None
-                and written.metadata.zarr_format == 3
-                and tuple(written.chunks) == tuple(chunks))
+        return (
+            self.zarr_format == 3
+            and self.compressors is None
+            and written.metadata.zarr_format == 3
+            and tuple(written.chunks) == tuple(chunks)
+        )
 
-    def _level(self, path: str, previous: Any, chunks: tuple[int, ...], level: dict[str, Any],
-               executor: Any, *, label: str, block: tuple[int, ...] | None = None) -> Any:
+    def _level(
+        self,
+        path: str,
+        previous: Any,
+        chunks: tuple[int, ...],
+        level: dict[str, Any],
+        executor: Any,
+        *,
+        label: str,
+        block: tuple[int, ...] | None = None,
+    ) -> Any:
         import zarr
 
         attrs = dict(previous.attrs) if label == "level 0" else {}
         clipped = tuple(min(c, n) for c, n in zip(chunks, level["shape"], strict=True))
-        target = zarr.create_array(store=path, shape=level["shape"], dtype=previous.dtype,
-                                   attributes=attrs, overwrite=True,
-                                   **self.array_options(clipped))
-        job = LevelJob(source=previous, target=target, factors=level["factors"],
-                       method=self.method, block=block)
+        target = zarr.create_array(
+            store=path,
+            shape=level["shape"],
+            dtype=previous.dtype,
+            attributes=attrs,
+            overwrite=True,
+            **self.array_options(clipped),
+        )
+        job = LevelJob(
+            source=previous,
+            target=target,
+            factors=level["factors"],
+            method=self.method,
+            block=block,
+        )
         executor.map(downsample_chunk, job, range(job.n_chunks), desc=label)
         return target
 
@@ -165,8 +200,9 @@ class LabelOutput:
         if self.source_image is not None:
             image_label["source"] = {"image": self.source_image}
         if self.version == "0.5":
-            return {"ome": {"version": "0.5", "multiscales": [multiscale],
-                            "image-label": image_label}}
+            return {
+                "ome": {"version": "0.5", "multiscales": [multiscale], "image-label": image_label}
+            }
         multiscale["version"] = self.version
         image_label["version"] = self.version
         return {"multiscales": [multiscale], "image-label": image_label}
@@ -187,8 +223,9 @@ def plan_label_output(
 ) -> LabelOutput | None:
     """Decide whether (and where) to write an OME-Zarr label image; None for plain zarr."""
     if output_format not in FORMATS:
-        raise InvalidParameterError(f"`output_format` must be one of {list(FORMATS)}; got "
-                                    f"{output_format!r}.")
+        raise InvalidParameterError(
+            f"`output_format` must be one of {list(FORMATS)}; got {output_format!r}."
+        )
     method = check_method(pyramid)
     ome = source.ome
     if output_format == "zarr" or (output_format == "auto" and ome is None):
@@ -243,8 +280,12 @@ def plan_label_output(
 
 
 def _check_name(name: Any) -> None:
-    if not isinstance(name, str) or not name or name.startswith(".") or "/" in name or (
-        "\\" in name
+    if (
+        not isinstance(name, str)
+        or not name
+        or name.startswith(".")
+        or "/" in name
+        or ("\\" in name)
     ):
         raise InvalidParameterError(
             "`label_name` must be a non-empty folder name without '/' that does not start "
@@ -279,8 +320,7 @@ def _check_chunks(chunks: Any, ndim: int) -> tuple[int, ...] | None:
         sizes = ()
     if len(sizes) != ndim or any(c < 1 for c in sizes):
         raise InvalidParameterError(
-            f"`output_chunks` must have one positive size per label axis ({ndim}); got "
-            f"{chunks!r}."
+            f"`output_chunks` must have one positive size per label axis ({ndim}); got {chunks!r}."
         )
     return sizes
 
@@ -325,21 +365,25 @@ def _levels(source: Any, axes: Axes) -> list[dict[str, Any]]:
         scale0, shift0 = ome.scale, ome.translation
     else:
         scale0, shift0 = (1.0,) * len(shape), (0.0,) * len(shape)
-    levels = [{"shape": shape, "factors": (1,) * len(shape), "scale": scale0,
-               "translation": shift0}]
+    levels = [
+        {"shape": shape, "factors": (1,) * len(shape), "scale": scale0, "translation": shift0}
+    ]
     mirrored = _mirror(source) if ome is not None else None
     if mirrored is not None:
         return levels + mirrored
     total = [1] * len(shape)
     for factors in default_factors(shape, axes.types):
         total = [t * f for t, f in zip(total, factors, strict=True)]
-        levels.append({
-            "shape": tuple(math.ceil(n / t) for n, t in zip(shape, total, strict=True)),
-            "factors": factors,
-            "scale": tuple(s * t for s, t in zip(scale0, total, strict=True)),
-            "translation": tuple(u + (t - 1) * s / 2
-                                 for u, s, t in zip(shift0, scale0, total, strict=True)),
-        })
+        levels.append(
+            {
+                "shape": tuple(math.ceil(n / t) for n, t in zip(shape, total, strict=True)),
+                "factors": factors,
+                "scale": tuple(s * t for s, t in zip(scale0, total, strict=True)),
+                "translation": tuple(
+                    u + (t - 1) * s / 2 for u, s, t in zip(shift0, scale0, total, strict=True)
+                ),
+            }
+        )
     return levels
 
 
@@ -350,30 +394,39 @@ def _mirror(source: Any) -> list[dict[str, Any]] | None:
     ome = source.ome
     try:
         group: Any = zarr.open_group(ome.url, mode="r")
-        shapes = [tuple(group[lv.path].shape[i] for i in ome.kept)
-                  for lv in ome.image.levels[ome.level:]]
+        shapes = [
+            tuple(group[lv.path].shape[i] for i in ome.kept) for lv in ome.image.levels[ome.level :]
+        ]
     except Exception:  # unreadable coarser levels: fall back to the default pyramid
         return None
     if len(shapes) < 2:
         return None
     out = []
-    for before, after, level in zip(shapes, shapes[1:], ome.image.levels[ome.level + 1:],
-                                    strict=False):
+    for before, after, level in zip(
+        shapes, shapes[1:], ome.image.levels[ome.level + 1 :], strict=False
+    ):
         factors = tuple(max(1, round(b / a)) for b, a in zip(before, after, strict=True))
-        if any(not (b // f <= a <= -(-b // f))
-               for b, a, f in zip(before, after, factors, strict=True)):
+        if any(
+            not (b // f <= a <= -(-b // f)) for b, a, f in zip(before, after, factors, strict=True)
+        ):
             return None
-        out.append({"shape": after, "factors": factors,
-                    "scale": tuple(level.scale[i] for i in ome.kept),
-                    "translation": tuple(level.translation[i] for i in ome.kept)})
+        out.append(
+            {
+                "shape": after,
+                "factors": factors,
+                "scale": tuple(level.scale[i] for i in ome.kept),
+                "translation": tuple(level.translation[i] for i in ome.kept),
+            }
+        )
     return out
 
 
 def _replace(built: str, final: str, overwrite: bool) -> None:
     if os.path.exists(final):
         if not overwrite:
-            raise OutputExistsError(f"{final!r} appeared during the run; the new label image "
-                                    f"is kept at {built!r}.")
+            raise OutputExistsError(
+                f"{final!r} appeared during the run; the new label image is kept at {built!r}."
+            )
         retired = built + ".replaced"
         os.replace(final, retired)
         os.replace(built, final)
@@ -391,8 +444,11 @@ def _register(labels_group: str, name: str, version: str, zarr_format: int) -> N
     if version == "0.5":
         ome = dict(attrs.get("ome", {}))
         names = list(ome.get("labels", []))
-        group.attrs["ome"] = {**ome, "version": "0.5",
-                              "labels": [*names, name] if name not in names else names}
+        group.attrs["ome"] = {
+            **ome,
+            "version": "0.5",
+            "labels": [*names, name] if name not in names else names,
+        }
     else:
         names = list(attrs.get("labels", []))
         group.attrs["labels"] = [*names, name] if name not in names else names

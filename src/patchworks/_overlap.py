@@ -71,8 +71,10 @@ def suggest_overlap(
 
     if not 0 < quantile <= 1:
         raise InvalidParameterError(f"`quantile` must be in (0, 1]; got {quantile!r}.")
-    source = image if isinstance(image, ImageSource) else open_image(
-        image, channel_axis=channel_axis, level=level
+    source = (
+        image
+        if isinstance(image, ImageSource)
+        else open_image(image, channel_axis=channel_axis, level=level)
     )
     shape = source.shape
     if sample_shape is None:
@@ -92,8 +94,10 @@ def suggest_overlap(
         return (0,) * len(shape)
     extents = np.array([[s.stop - s.start for s in obj] for obj in slices])
     inside = np.array(
-        [all(s.start > 0 and s.stop < n for s, n in zip(obj, sample, strict=True))
-         for obj in slices]
+        [
+            all(s.start > 0 and s.stop < n for s, n in zip(obj, sample, strict=True))
+            for obj in slices
+        ]
     )
     if inside.any():
         extents = extents[inside]
@@ -159,8 +163,10 @@ def halo_plan(chunks: tuple[tuple[int, ...], ...], overlap: Any) -> TilePlan:
     for axis, (sizes, h) in enumerate(zip(chunks, halo, strict=True)):
         n = len(sizes)
         cores.append([s - h * (i > 0) - h * (i < n - 1) for i, s in enumerate(sizes)])
-        if any(c < 1 for c in cores[-1]) or len(set(cores[-1][:-1])) > 1 or (
-            n > 1 and cores[-1][-1] > cores[-1][0]
+        if (
+            any(c < 1 for c in cores[-1])
+            or len(set(cores[-1][:-1])) > 1
+            or (n > 1 and cores[-1][-1] > cores[-1][0])
         ):
             raise InvalidParameterError(
                 f"`labeled` blocks must be overlapping tiles extended by `overlap` ({h}) "
@@ -175,8 +181,10 @@ def halo_plan(chunks: tuple[tuple[int, ...], ...], overlap: Any) -> TilePlan:
     for axis in range(ndim):
         expected = tuple(
             s.stop - s.start
-            for s in (plan.tile(plan.index([i if b == axis else 0 for b in range(ndim)]))
-                      .halo_box[axis] for i in range(plan.grid[axis]))
+            for s in (
+                plan.tile(plan.index([i if b == axis else 0 for b in range(ndim)])).halo_box[axis]
+                for i in range(plan.grid[axis])
+            )
         )
         if expected != tuple(chunks[axis]):
             raise InvalidParameterError(

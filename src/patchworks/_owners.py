@@ -71,9 +71,7 @@ def _tables(job: ComposeJob, index: int) -> tuple[np.ndarray, np.ndarray]:
 
 def reaching_tiles(plan: TilePlan, tile: Tile) -> list[Tile]:
     """Other tiles whose halo box covers part of ``tile``'s core, nearest first."""
-    reach = [
-        math.ceil(h / t) if h else 0 for h, t in zip(plan.halo, plan.tile_shape, strict=True)
-    ]
+    reach = [math.ceil(h / t) if h else 0 for h, t in zip(plan.halo, plan.tile_shape, strict=True)]
     steps = sorted(
         (s for s in itertools.product(*(range(-r, r + 1) for r in reach)) if any(s)),
         key=lambda s: (sum(abs(v) for v in s), s),

@@ -59,8 +59,7 @@ def check_connectivity(connectivity: Any, ndim: int) -> int:
 def check_stitch(stitch: Any, iou_threshold: Any) -> str:
     if stitch not in STITCH_MODES:
         raise InvalidParameterError(
-            f"`stitch` must be one of {', '.join(repr(m) for m in STITCH_MODES)}; "
-            f"got {stitch!r}."
+            f"`stitch` must be one of {', '.join(repr(m) for m in STITCH_MODES)}; got {stitch!r}."
         )
     if (
         isinstance(iou_threshold, bool)

@@ -193,28 +193,43 @@ def tile_process(
         normalize_tile_shape(tile_shape, source.shape)  # fail on bad input before sizing
     write_path = check_write_to(write_to, overwrite=overwrite or resume is True, image=image)
     output = plan_label_output(
-        image, source, write_to=write_path, output_format=output_format, label_name=label_name,
-        output_chunks=output_chunks, output_compressors=output_compressors, pyramid=pyramid,
-        overwrite=overwrite, dtype=out_dtype,
+        image,
+        source,
+        write_to=write_path,
+        output_format=output_format,
+        label_name=label_name,
+        output_chunks=output_chunks,
+        output_compressors=output_compressors,
+        pyramid=pyramid,
+        overwrite=overwrite,
+        dtype=out_dtype,
     )
     write_path = output.level0_path if output is not None else write_path
     resume = check_resume(resume, write_path)
     executor = Executor(progress=progress, retries=retries)
     if executor.client is not None:
         check_picklable(fn)
-    out = OutputRun(write_path, resume=resume, overwrite=overwrite, temp_dir=temp_dir,
-                    keep_temp=keep_temp)
+    out = OutputRun(
+        write_path, resume=resume, overwrite=overwrite, temp_dir=temp_dir, keep_temp=keep_temp
+    )
     try:
         tiles = out.stored_tile_shape(tile_shape) or resolve_tile_shape(
             tile_shape, source, n_tasks=executor.n_workers, use_gpu=use_gpu
         )
         overlap = resolve_overlap(overlap, source, fn, tiles, stitch=stitch)
-        plan = TilePlan(shape=source.shape, tile_shape=tiles,
-                        halo=normalize_overlap(overlap, tiles))
+        plan = TilePlan(
+            shape=source.shape, tile_shape=tiles, halo=normalize_overlap(overlap, tiles)
+        )
         logger.info("tile_process: %d tiles of %s over %s", plan.n_tiles, tiles, source.shape)
         fingerprint = out.fingerprint(
-            image, source, fn, plan, labels_dtype=out_dtype, skip_empty=skip_empty,
-            empty_threshold=threshold, stitch=stitch,
+            image,
+            source,
+            fn,
+            plan,
+            labels_dtype=out_dtype,
+            skip_empty=skip_empty,
+            empty_threshold=threshold,
+            stitch=stitch,
         )
         if out.finished(fingerprint):
             result = out.finished_result(compute=compute)
@@ -348,9 +363,7 @@ temp_dir, keep_temp, retries
             tile_shape if tile_shape is not None else source.chunks, source.shape
         )
     if source.dtype.kind not in "iu":
-        raise InvalidImageError(
-            f"`labeled` must hold integer labels; got dtype {source.dtype}."
-        )
+        raise InvalidImageError(f"`labeled` must hold integer labels; got dtype {source.dtype}.")
     connectivity = check_connectivity(connectivity, source.ndim)
     write_path = check_write_to(write_to, overwrite=overwrite, image=labeled)
     executor = Executor(progress=progress, retries=retries)
@@ -455,11 +468,14 @@ def _merge(run: _Run, *, compute: bool) -> Any:
         )
         label_map = stitched.label_map
     else:
-        face_job = FaceJob(plan=plan, staging=run.staging, connectivity=run.connectivity,
-                           tiles=np.asarray(occupied, dtype=np.int64))
+        face_job = FaceJob(
+            plan=plan,
+            staging=run.staging,
+            connectivity=run.connectivity,
+            tiles=np.asarray(occupied, dtype=np.int64),
+        )
         batches = range(face_job.n_batches)
-        pairs = [p for p in executor.map(batch_pairs, face_job, batches, desc="faces")
-                 if p.size]
+        pairs = [p for p in executor.map(batch_pairs, face_job, batches, desc="faces") if p.size]
         label_map = build_label_map(
             run.counts,
             np.concatenate(pairs) if pairs else EMPTY_PAIRS,
@@ -491,8 +507,9 @@ def _merge(run: _Run, *, compute: bool) -> Any:
     if run.seams is not None:
         label_map = stitched.write(executor, built)
     else:
-        executor.map(relabel_tile, _relabel_job(run, label_map, output=built), occupied,
-                     desc="relabel")
+        executor.map(
+            relabel_tile, _relabel_job(run, label_map, output=built), occupied, desc="relabel"
+        )
     if run.resumable:
         fsync_tree(str(built.store.root))
     mark_complete(built, _run_info(run, label_map))

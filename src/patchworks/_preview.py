@@ -107,9 +107,7 @@ def preview(
     return write_to
 
 
-def _display_box(
-    shape: tuple[int, ...], plane: int | None, size: int
-) -> tuple[list[Any], int]:
+def _display_box(shape: tuple[int, ...], plane: int | None, size: int) -> tuple[list[Any], int]:
     """Index per axis (ints for leading axes, slices for the last two) and the stride."""
     lead: list[Any] = [0] * (len(shape) - 2)
     if lead:
@@ -124,8 +122,9 @@ def _display_box(
     return [*lead, slice(None), slice(None)], step
 
 
-def _read(source: Any, box: list[Any], step: int, projection: str | None, *,
-          is_labels: bool) -> np.ndarray:
+def _read(
+    source: Any, box: list[Any], step: int, projection: str | None, *, is_labels: bool
+) -> np.ndarray:
     """The displayed plane (or max projection) of ``source``, read in bands of rows."""
     shape = source.shape
     chunk_rows = source.chunks[-2] if source.chunks else 256
@@ -134,12 +133,18 @@ def _read(source: Any, box: list[Any], step: int, projection: str | None, *,
     def plane_at(lead: list[int]) -> np.ndarray:
         parts = []
         for start in range(0, shape[-2], band):
-            region = (*(slice(i, i + 1) for i in lead),
-                      slice(start, min(start + band, shape[-2])), slice(0, shape[-1]))
+            region = (
+                *(slice(i, i + 1) for i in lead),
+                slice(start, min(start + band, shape[-2])),
+                slice(0, shape[-1]),
+            )
             data = source.read(region)
             if source.channel_axis is not None:
-                data = data.max(axis=source.channel_axis) if is_labels else data.mean(
-                    axis=source.channel_axis)
+                data = (
+                    data.max(axis=source.channel_axis)
+                    if is_labels
+                    else data.mean(axis=source.channel_axis)
+                )
             parts.append(data.reshape(data.shape[-2:])[::step, ::step])
         return np.concatenate(parts, axis=0)
 
@@ -181,8 +186,9 @@ def _tile_shape(tile_shape: Any, labels: Any, source: Any) -> tuple[int, ...] | 
     return source.chunks
 
 
-def _seams(tiles: tuple[int, ...] | None, shape: tuple[int, ...], box: list[Any],
-           step: int) -> tuple[list[int], list[int]]:
+def _seams(
+    tiles: tuple[int, ...] | None, shape: tuple[int, ...], box: list[Any], step: int
+) -> tuple[list[int], list[int]]:
     """Display rows and columns where tile cores meet."""
     if tiles is None or len(tiles) != len(shape):
         return [], []
@@ -205,8 +211,9 @@ def label_colors(ids: np.ndarray) -> np.ndarray:
     return (rgb * 255).astype(np.uint8)
 
 
-def render(grey: np.ndarray, labels: np.ndarray | None, *,
-           seams: tuple[list[int], list[int]] = ([], [])) -> np.ndarray:
+def render(
+    grey: np.ndarray, labels: np.ndarray | None, *, seams: tuple[list[int], list[int]] = ([], [])
+) -> np.ndarray:
     """Compose the RGB picture: stretched grey image, coloured labels, outlines, seams.
 
     Examples

@@ -93,7 +93,11 @@ def downsample_chunk(job: LevelJob, index: int) -> None:
     position = np.unravel_index(index, job.grid)
     out_box, in_box = [], []
     for p, c, n, f, m in zip(
-        position, job.step, job.target.shape, job.factors, job.source.shape,
+        position,
+        job.step,
+        job.target.shape,
+        job.factors,
+        job.source.shape,
         strict=True,
     ):
         lo, hi = int(p) * c, min((int(p) + 1) * c, n)

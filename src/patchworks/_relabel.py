@@ -87,5 +87,3 @@ def lazy_relabel(job: RelabelJob) -> Any:
         dtype=job.dtype,
         meta=np.empty((0,) * job.plan.ndim, dtype=job.dtype),
     )
-
-

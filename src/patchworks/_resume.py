@@ -174,8 +174,9 @@ class OutputRun:
     def stored_tile_shape(self, requested: Any) -> tuple[int, ...] | None:
         """The tile shape of the interrupted run being resumed, when ``requested`` is
         ``None`` or ``"auto"`` (free memory may differ after a restart)."""
-        if not self.resume or not (requested is None or (isinstance(requested, str)
-                                                         and requested == "auto")):
+        if not self.resume or not (
+            requested is None or (isinstance(requested, str) and requested == "auto")
+        ):
             return None
         manifest = _read_json(os.path.join(self.state_dir, MANIFEST)) or {}
         shape = manifest.get("fingerprint", {}).get("tile_shape")
@@ -230,8 +231,9 @@ class OutputRun:
     def staging(self, plan: Any, labels_dtype: Any, fingerprint: dict[str, Any] | None) -> Staging:
         """The staged arrays: reused from an interrupted run with this fingerprint, or new."""
         if not self.resume or fingerprint is None:
-            return create_staging(plan, labels_path=None, labels_dtype=labels_dtype,
-                                  scratch=self.new_scratch())
+            return create_staging(
+                plan, labels_path=None, labels_dtype=labels_dtype, scratch=self.new_scratch()
+            )
         self.scratch = self.state_dir
         staging = self._reuse(plan, fingerprint)
         if staging is None:
@@ -241,8 +243,9 @@ class OutputRun:
 
     def new_scratch(self) -> str:
         """A private folder for this run's temporary data (inside the run directory)."""
-        parent = self.temp_dir if self.temp_dir is not None or self.run_dir is None else (
-            self.run_dir)
+        parent = (
+            self.temp_dir if self.temp_dir is not None or self.run_dir is None else (self.run_dir)
+        )
         self.scratch = scratch_dir(self.write_to, parent)
         return self.scratch
 
@@ -282,25 +285,39 @@ class OutputRun:
 
         remove_tree(self.state_dir)
         os.makedirs(self.state_dir)
-        staging = create_staging(plan, labels_path=None, labels_dtype=labels_dtype,
-                                 scratch=self.state_dir)
+        staging = create_staging(
+            plan, labels_path=None, labels_dtype=labels_dtype, scratch=self.state_dir
+        )
         fsync_tree(self.state_dir)
         atomic_write_bytes(os.path.join(self.state_dir, STAGING), pickle.dumps(staging))
         manifest = {"fingerprint": fingerprint, "n_tiles": plan.n_tiles}
-        atomic_write_bytes(os.path.join(self.state_dir, MANIFEST),
-                           json.dumps(manifest, indent=1).encode())
+        atomic_write_bytes(
+            os.path.join(self.state_dir, MANIFEST), json.dumps(manifest, indent=1).encode()
+        )
         return staging
 
-    def run_tiles(self, executor: Any, stage: Callable[[Any, int], Any], job: Any,
-                  n_tiles: int, *, desc: str = "tiles") -> list[Any]:
+    def run_tiles(
+        self,
+        executor: Any,
+        stage: Callable[[Any, int], Any],
+        job: Any,
+        n_tiles: int,
+        *,
+        desc: str = "tiles",
+    ) -> list[Any]:
         """Run ``stage`` over the tiles not finished yet; summaries of all tiles, in order."""
         if self.log is None:
             return executor.map(stage, job, range(n_tiles), desc=desc)
         done = dict(self.log.done)
         todo = [i for i in range(n_tiles) if i not in done]
         logger.info("resume: %d of %d tiles already finished", len(done), n_tiles)
-        fresh = executor.map(run_durably, DurableTiles(stage=stage, job=job), todo, desc=desc,
-                             on_result=self.log.record)
+        fresh = executor.map(
+            run_durably,
+            DurableTiles(stage=stage, job=job),
+            todo,
+            desc=desc,
+            on_result=self.log.record,
+        )
         done.update(zip(todo, fresh, strict=True))
         self.log.sync()
         return [done[i] for i in range(n_tiles)]
@@ -386,7 +403,8 @@ def output_status(write_to: Any) -> str:
     except Exception:
         return "incomplete"
     attrs = dict(node.attrs)
-    if is_complete(node) or (not isinstance(node, zarr.Array) and "multiscales" in
-                             attrs.get("ome", attrs)):
+    if is_complete(node) or (
+        not isinstance(node, zarr.Array) and "multiscales" in attrs.get("ome", attrs)
+    ):
         return "complete"
     return "incomplete"

@@ -188,8 +188,10 @@ def _select_channel(array: Any, channel: Any, channel_axis: int | None) -> Any:
             f"for; pass channel_axis= too; got channel={channel!r}, channel_axis=None."
         )
     n = int(array.shape[channel_axis])
-    if isinstance(channel, bool) or not isinstance(channel, int | np.integer) or not (
-        0 <= channel < n
+    if (
+        isinstance(channel, bool)
+        or not isinstance(channel, int | np.integer)
+        or not (0 <= channel < n)
     ):
         raise InvalidParameterError(
             f"`channel` must be an index in 0..{n - 1} (axis {channel_axis} has {n} channels); "
@@ -251,9 +253,7 @@ def open_image(
     channel_axis = _check_channel_axis(channel_axis, len(array.shape))
     if channel is not None and not isinstance(image, str):
         array, channel_axis = _select_channel(array, channel, channel_axis), None
-    source = ImageSource(
-        array=array, channel_axis=channel_axis, description=description, ome=ome
-    )
+    source = ImageSource(array=array, channel_axis=channel_axis, description=description, ome=ome)
     if source.ndim < 1 or any(n == 0 for n in source.shape):
         raise InvalidImageError(
             f"`{name}` must have at least one spatial axis and no empty axis; got shape "

@@ -101,8 +101,9 @@ class FaceLayout:
         start = self.start(axis, side)
         shape = self.slab_shape(axis)
         slab = row[start : start + math.prod(shape)].reshape(shape)
-        return slab[tuple(slice(0, 1) if b == axis else slice(0, n)
-                          for b, n in enumerate(core_shape))]
+        return slab[
+            tuple(slice(0, 1) if b == axis else slice(0, n) for b, n in enumerate(core_shape))
+        ]
 
 
 @dataclass(frozen=True)

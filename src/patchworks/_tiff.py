@@ -52,9 +52,7 @@ class TiffArray:
         if self._array is None:
             import zarr
 
-            store = _tifffile().imread(
-                self.path, aszarr=True, series=self.series, level=self.level
-            )
+            store = _tifffile().imread(self.path, aszarr=True, series=self.series, level=self.level)
             self._array = zarr.open_array(store, mode="r")
         return self._array
 

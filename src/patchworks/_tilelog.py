@@ -38,8 +38,11 @@ def run_durably(durable: DurableTiles, index: int) -> Any:
     summary = durable.stage(durable.job, index)
     if getattr(summary, "n_labels", 1):
         job = durable.job
-        sync_tile([*staged_arrays(job.staging), *staged_arrays(getattr(job, "seams", None))],
-                  job.plan, index)
+        sync_tile(
+            [*staged_arrays(job.staging), *staged_arrays(getattr(job, "seams", None))],
+            job.plan,
+            index,
+        )
     return summary
 
 

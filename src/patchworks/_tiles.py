@@ -199,5 +199,3 @@ def scan_label_store(job: TileJob, index: int) -> TileSummary:
     io = job.source_io  # direct chunk reads when the store's chunks are the tiles
     block = read_tile(job.source, tile, tile.core, name="labeled", io=io)
     return stage_label_block(job, index, block)
-
-

@@ -54,8 +54,11 @@ def blobs_region(
         grids = np.ogrid[tuple(slice(a, b) for a, b in zip(b_lo, b_hi, strict=True))]
         d2 = sum((g + 0.5 - c) ** 2 for g, c in zip(grids, centre, strict=True))
         local = tuple(slice(a - o, b - o) for a, b, o in zip(b_lo, b_hi, lo, strict=True))
-        np.maximum(image[local], BACKGROUND + PEAK * np.exp(-d2 / (2 * (radius / 2) ** 2)),
-                   out=image[local])
+        np.maximum(
+            image[local],
+            BACKGROUND + PEAK * np.exp(-d2 / (2 * (radius / 2) ** 2)),
+            out=image[local],
+        )
     noise = np.random.default_rng((seed, chunk_id)).normal(0, NOISE, image.shape)
     image += noise.astype(np.float32)
     info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
@@ -82,8 +85,9 @@ def blobs(
     >>> image.shape, image.dtype.name, bool(image.max() > THRESHOLD)
     ((32, 32), 'uint16', True)
     """
-    centres, radii = blob_table(shape, n_blobs=_n_blobs(shape, radius, density), radius=radius,
-                                seed=seed)
+    centres, radii = blob_table(
+        shape, n_blobs=_n_blobs(shape, radius, density), radius=radius, seed=seed
+    )
     box = tuple(slice(0, n) for n in shape)
     return blobs_region(box, centres, radii, seed=seed, chunk_id=0, dtype=dtype)
 
@@ -115,13 +119,24 @@ def write_blobs_zarr(
     shape = tuple(int(n) for n in shape)
     chunks = tuple(chunks) if chunks is not None else tuple(min(n, 128) for n in shape)
     array = zarr.create_array(
-        store=path, shape=shape, chunks=chunks, dtype=dtype, overwrite=overwrite,
-        attributes={"patchworks_example": {"generator": "blobs", "seed": seed,
-                                           "radius": radius, "density": density,
-                                           "threshold": THRESHOLD}},
+        store=path,
+        shape=shape,
+        chunks=chunks,
+        dtype=dtype,
+        overwrite=overwrite,
+        attributes={
+            "patchworks_example": {
+                "generator": "blobs",
+                "seed": seed,
+                "radius": radius,
+                "density": density,
+                "threshold": THRESHOLD,
+            }
+        },
     )
-    centres, radii = blob_table(shape, n_blobs=_n_blobs(shape, radius, density),
-                                radius=radius, seed=seed)
+    centres, radii = blob_table(
+        shape, n_blobs=_n_blobs(shape, radius, density), radius=radius, seed=seed
+    )
     grid = [range(0, n, c) for n, c in zip(shape, chunks, strict=True)]
     for chunk_id, starts in enumerate(np.ndindex(*[len(g) for g in grid])):
         box = tuple(
@@ -167,8 +182,7 @@ def write_blobs_ome_zarr(
         raise InvalidParameterError(f"`shape` must be 2-D (y, x) or 3-D (z, y, x); got {shape}.")
     chunks = tuple(chunks) if chunks is not None else tuple(min(n, 128) for n in shape)
     group = zarr.open_group(path, mode="w" if overwrite else "w-", zarr_format=3)
-    write_blobs_zarr(f"{path}/0", shape, chunks=chunks, radius=radius, density=density,
-                     seed=seed)
+    write_blobs_zarr(f"{path}/0", shape, chunks=chunks, radius=radius, density=density, seed=seed)
     scale0 = [float(v) for v in (voxel_size or (1.0,) * len(shape))]
     datasets: list[Any] = [
         {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale0}]}
@@ -179,23 +193,37 @@ def write_blobs_ome_zarr(
         size = tuple(-(-n // f) for n, f in zip(previous.shape, factors, strict=True))
         level = group.create_array(str(k), shape=size, chunks=chunks, dtype=previous.dtype)
         for region in np.ndindex(*[-(-n // c) for n, c in zip(size, chunks, strict=True)]):
-            out = tuple(slice(i * c, min((i + 1) * c, n))
-                        for i, c, n in zip(region, chunks, size, strict=True))
-            src = np.asarray(previous[tuple(slice(s.start * f, s.stop * f)
-                                            for s, f in zip(out, factors, strict=True))])
+            out = tuple(
+                slice(i * c, min((i + 1) * c, n))
+                for i, c, n in zip(region, chunks, size, strict=True)
+            )
+            src = np.asarray(
+                previous[
+                    tuple(slice(s.start * f, s.stop * f) for s, f in zip(out, factors, strict=True))
+                ]
+            )
             pad = [(0, -n % f) for n, f in zip(src.shape, factors, strict=True)]
             src = np.pad(src.astype(np.float32), pad, mode="edge")
             split = [d for n, f in zip(src.shape, factors, strict=True) for d in (n // f, f)]
             mean = src.reshape(split).mean(axis=tuple(range(1, 2 * len(shape), 2)))
             level[out] = mean[tuple(slice(0, s.stop - s.start) for s in out)].astype(level.dtype)
-        scale = [s * f ** k for s, f in zip(scale0, factors, strict=True)]
+        scale = [s * f**k for s, f in zip(scale0, factors, strict=True)]
         shift = [(f**k - 1) * s / 2 for s, f in zip(scale0, factors, strict=True)]
-        datasets.append({"path": str(k), "coordinateTransformations": [
-            {"type": "scale", "scale": scale}, {"type": "translation", "translation": shift}]})
+        datasets.append(
+            {
+                "path": str(k),
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": scale},
+                    {"type": "translation", "translation": shift},
+                ],
+            }
+        )
         previous = level
-    axes = [{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"[-len(shape):]]
-    group.attrs["ome"] = {"version": "0.5", "multiscales": [
-        {"name": "blobs", "axes": axes, "datasets": datasets}]}
+    axes = [{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"[-len(shape) :]]
+    group.attrs["ome"] = {
+        "version": "0.5",
+        "multiscales": [{"name": "blobs", "axes": axes, "datasets": datasets}],
+    }
     return group
 
 
@@ -203,14 +231,15 @@ def _main(argv: list[str] | None = None) -> int:
     """``python -m patchworks.datasets PATH [--shape Z,Y,X]``: write an example OME-Zarr."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m patchworks.datasets",
-                                     description="Write a seeded blobs OME-Zarr 0.5 image.")
+    parser = argparse.ArgumentParser(
+        prog="python -m patchworks.datasets", description="Write a seeded blobs OME-Zarr 0.5 image."
+    )
     parser.add_argument("path")
     parser.add_argument("--shape", default="64,512,512")
     parser.add_argument("--chunks", default="32,128,128")
     args = parser.parse_args(argv)
     shape = tuple(int(n) for n in args.shape.split(","))
-    chunks = tuple(int(n) for n in args.chunks.split(","))[-len(shape):]
+    chunks = tuple(int(n) for n in args.chunks.split(","))[-len(shape) :]
     write_blobs_ome_zarr(args.path, shape, chunks=chunks, radius=8, voxel_size=None)
     print(f"wrote {args.path}: blobs {shape}, chunks {chunks}, threshold {THRESHOLD}")
     return 0

@@ -65,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"labels     {labels_path}  {meta['n_labels']} objects in {elapsed:.1f} s")
     print(f"tiles      {meta['tile_shape']} with overlap {meta['overlap']}")
     print(f"check      same partition as whole-image scipy.ndimage.label: {exact}")
-    picture = preview(image_path, labels=labels_path,
-                      write_to=os.path.join(args.out, "preview.png"))
+    picture = preview(
+        image_path, labels=labels_path, write_to=os.path.join(args.out, "preview.png")
+    )
     print(f"preview    {picture}  (middle plane, labels in colour, tile seams in yellow)")
     return 0 if exact else 1
 

@@ -167,8 +167,11 @@ def stardist_fn(
     ...              stitch="iou", write_to="labels.zarr")          # doctest: +SKIP
     """
     _require()
-    for key, value in (("prob_thresh", prob_thresh), ("nms_thresh", nms_thresh),
-                       ("n_tiles", n_tiles)):
+    for key, value in (
+        ("prob_thresh", prob_thresh),
+        ("nms_thresh", nms_thresh),
+        ("n_tiles", n_tiles),
+    ):
         if value is not None:
             predict_kwargs[key] = value
     spec = _model_spec(model_or_name, basedir)
