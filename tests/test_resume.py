@@ -14,6 +14,7 @@ import pytest
 import zarr
 from scipy import ndimage as ndi
 
+import patchworks._merge as merge_half
 import patchworks._pipeline as pipeline
 from patchworks import merge_tile_labels, output_status, tile_process
 from patchworks._resume import LOG, read_tile_log, run_dir_for
@@ -128,7 +129,7 @@ def test_crash_during_the_merge_keeps_every_tile(volume, monkeypatch):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
-        patch.setattr(pipeline, "mark_complete", crash)
+        patch.setattr(merge_half, "mark_complete", crash)
         run(volume, flaky)
     assert not os.path.exists("out.zarr")
     assert len(finished_tiles()) == N_TILES

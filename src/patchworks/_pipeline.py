@@ -1,26 +1,24 @@
 """Wire the stages together: plan → tiles → faces → label map → relabel and write.
 
-This is the only module that calls more than one stage. Each stage is a function from the
-previous stage's result to its own; the executor runs a stage's per-tile tasks in parallel.
+The public entry points. Each stage is a function from the previous stage's result to its
+own; the executor runs a stage's per-tile tasks in parallel. This module runs the first half
+(open, plan, run ``fn`` per tile or stage the user's labels); ``._merge`` wires the second
+half (faces → label map → relabel and publish). No stage calls another.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import weakref
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._durable import fsync_tree
 from ._execute import Executor
-from ._faces import EMPTY_PAIRS, FaceJob, batch_pairs
 from ._iou import create_seams
-from ._labelmap import LabelMap, build_label_map
+from ._labeled import open_label_store, regular_chunks
 from ._labels_out import plan_label_output
-from ._output import check_write_to, mark_complete, publish
+from ._merge import MergeRun, merge
+from ._output import check_write_to
 from ._overlap import check_merge_overlap, halo_plan, resolve_overlap
 from ._params import (
     check_connectivity,
@@ -32,39 +30,13 @@ from ._params import (
     resolve_tile_shape,
 )
 from ._plan import TilePlan, normalize_overlap, normalize_tile_shape
-from ._relabel import RelabelJob, lazy_relabel, relabel_tile
 from ._resume import OutputRun, check_resume
-from ._source import ImageSource, open_image
-from ._staging import (
-    Staging,
-    create_label_array,
-    create_staging,
-    remove_tree,
-)
+from ._source import open_image
+from ._staging import create_staging
 from ._tiles import TileJob, process_tile, scan_label_store, stage_label_block
-from ._version import __version__
 from .errors import InvalidImageError, InvalidParameterError
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _Run:
-    """What the merge half of a run needs, whichever way the tiles were staged."""
-
-    plan: TilePlan
-    staging: Staging
-    counts: np.ndarray
-    labels: Any  # local labels (compact) or the user's own label array
-    compact: bool
-    executor: Executor
-    connectivity: int
-    sequential: bool
-    dtype: np.dtype
-    write_to: str | None
-    info: dict[str, Any]
-    resumable: bool = False  # keep staged data intact until published (resume=True)
-    seams: Any = None  # stitch="iou" (see ._iou), else None for "touch"
 
 
 def tile_process(
@@ -248,7 +220,7 @@ def tile_process(
         )
         summaries = out.run_tiles(executor, process_tile, job, plan.n_tiles)
         counts = np.array([s.n_labels for s in summaries], dtype=np.int64)
-        run = _Run(
+        run = MergeRun(
             plan=plan,
             staging=staging,
             counts=counts,
@@ -269,7 +241,7 @@ def tile_process(
             resumable=resume,
             seams=seams,
         )
-        result = _merge(run, compute=compute)
+        result = merge(run, compute=compute)
         out.close()
         return output.finish(executor, result, plan, compute=compute) if output else result
     except BaseException:
@@ -341,7 +313,7 @@ temp_dir, keep_temp, retries
     is_dask = isinstance(labeled, da.Array)
     if is_dask:
         source = open_image(labeled, name="labeled")
-        plan_tiles = _regular_chunks(labeled) if stitch == "touch" else ()
+        plan_tiles = regular_chunks(labeled) if stitch == "touch" else ()
         if tile_shape is not None:
             raise InvalidParameterError(
                 "`tile_shape` cannot be given with a dask array input: its chunks are the "
@@ -353,7 +325,7 @@ temp_dir, keep_temp, retries
                 '`stitch="iou"` needs `labeled` as a dask array of overlapping tiles (one '
                 f"halo'd tile per block); got labeled of type {type(labeled).__name__}."
             )
-        source = _open_label_store(labeled, input_component)
+        source = open_label_store(labeled, input_component)
         if tile_shape is None and source.chunks is None:
             raise InvalidParameterError(
                 "`tile_shape` is needed for a NumPy input (it has no chunks to use as tiles); "
@@ -383,7 +355,7 @@ temp_dir, keep_temp, retries
             summaries = _stage_dask_blocks(executor, job, labeled)
         else:
             summaries = executor.map(scan_label_store, job, range(plan.n_tiles), desc="tiles")
-        run = _Run(
+        run = MergeRun(
             plan=plan,
             staging=staging,
             counts=np.array([s.n_labels for s in summaries], dtype=np.int64),
@@ -397,52 +369,12 @@ temp_dir, keep_temp, retries
             info={"tile_shape": list(plan.tile_shape), "stitch": stitch},
             seams=seams,
         )
-        result = _merge(run, compute=compute)
+        result = merge(run, compute=compute)
         out.close()
         return result
     except BaseException:
         out.abort()
         raise
-
-
-def _regular_chunks(labeled: Any) -> tuple[int, ...]:
-    tiles = []
-    for axis, sizes in enumerate(labeled.chunks):
-        if len(set(sizes[:-1])) > 1 or (len(sizes) > 1 and sizes[-1] > sizes[0]):
-            raise InvalidParameterError(
-                "`labeled` must have a regular chunk grid (one tile per chunk, only the last "
-                f"chunk smaller); got chunks {sizes} along axis {axis}. Rechunk the image "
-                "before segmenting, never the labels."
-            )
-        tiles.append(int(sizes[0]))
-    return tuple(tiles)
-
-
-def _open_label_store(labeled: Any, input_component: str | None) -> ImageSource:
-    if input_component is None:
-        return open_image(labeled, name="labeled")
-    import zarr
-
-    if not isinstance(labeled, str | os.PathLike):
-        raise InvalidParameterError(
-            "`input_component` names an array inside a zarr group given by path; got "
-            f"labeled of type {type(labeled).__name__}."
-        )
-    path = os.fspath(labeled)
-    if not os.path.exists(path) and "://" not in path:
-        return open_image(path, name="labeled")  # raises the not-found error
-    try:
-        array = zarr.open_group(path, mode="r")[input_component]
-    except KeyError:
-        raise InvalidParameterError(
-            f"`input_component` must name an array in {path!r}; got {input_component!r}."
-        ) from None
-    if not isinstance(array, zarr.Array):
-        raise InvalidParameterError(
-            f"`input_component` must name an array, not a group, in {path!r}; got "
-            f"{input_component!r}."
-        )
-    return open_image(array, name="labeled")
 
 
 def _stage_dask_blocks(executor: Executor, job: TileJob, labeled: Any) -> list[Any]:
@@ -454,111 +386,3 @@ def _stage_dask_blocks(executor: Executor, job: TileJob, labeled: Any) -> list[A
     stage = dask.delayed(stage_label_block, pure=True)
     tasks = [stage(shared, index, block) for index, block in enumerate(blocks)]
     return executor.compute(tasks, desc="tiles")
-
-
-def _merge(run: _Run, *, compute: bool) -> Any:
-    """Faces → label map → relabel; write or return lazily. Cleans up scratch data."""
-    import dask.array as da
-
-    plan, executor = run.plan, run.executor
-    occupied = [int(i) for i in np.flatnonzero(run.counts)]
-    if run.seams is not None:
-        stitched = run.seams.stitch(
-            executor, run.counts, sequential=run.sequential, dtype=run.dtype
-        )
-        label_map = stitched.label_map
-    else:
-        face_job = FaceJob(
-            plan=plan,
-            staging=run.staging,
-            connectivity=run.connectivity,
-            tiles=np.asarray(occupied, dtype=np.int64),
-        )
-        batches = range(face_job.n_batches)
-        pairs = [p for p in executor.map(batch_pairs, face_job, batches, desc="faces") if p.size]
-        label_map = build_label_map(
-            run.counts,
-            np.concatenate(pairs) if pairs else EMPTY_PAIRS,
-            sequential=run.sequential,
-            dtype=run.dtype,
-        )
-    logger.info(
-        "merge: %d objects, %d boundary objects", label_map.n_labels, label_map.boundary_ids.size
-    )
-    scratch = run.staging.scratch
-    if not run.resumable:  # resume keeps faces until the output is published
-        _drop_faces(run.staging)
-    if run.write_to is None:
-        if run.seams is not None:
-            lazy = stitched.lazy()
-        else:
-            lazy = lazy_relabel(_relabel_job(run, label_map, output=None))
-        if compute:
-            result = np.asarray(lazy.compute())
-            remove_tree(scratch)
-            return result
-        if run.compact:
-            _remove_when_unused(run.labels, scratch)
-        else:
-            remove_tree(scratch)  # only faces were staged; the user's store backs the result
-        return lazy
-
-    built = _output_array(run)
-    if run.seams is not None:
-        label_map = stitched.write(executor, built)
-    else:
-        executor.map(
-            relabel_tile, _relabel_job(run, label_map, output=built), occupied, desc="relabel"
-        )
-    if run.resumable:
-        fsync_tree(str(built.store.root))
-    mark_complete(built, _run_info(run, label_map))
-    publish(str(built.store.root), run.write_to, scratch)
-    remove_tree(scratch)
-    result = da.from_zarr(run.write_to)
-    return np.asarray(result.compute()) if compute else result
-
-
-def _relabel_job(run: _Run, label_map: LabelMap, output: Any) -> RelabelJob:
-    return RelabelJob(
-        plan=run.plan,
-        label_map=label_map,
-        labels=run.labels,
-        compact=run.compact,
-        dtype=run.dtype,
-        output=output,
-    )
-
-
-def _output_array(run: _Run) -> Any:
-    """The array the relabel stage writes: in place over staged labels, or a new one."""
-    if run.compact and not run.resumable:
-        return run.labels  # in place; a resumable run keeps its staged labels intact
-    assert run.staging.scratch is not None
-    return create_label_array(
-        os.path.join(run.staging.scratch, "output.zarr" if run.compact else "labels.zarr"),
-        run.plan.shape,
-        run.plan.tile_shape,
-        run.dtype,
-    )
-
-
-def _run_info(run: _Run, label_map: LabelMap) -> dict[str, Any]:
-    return {
-        "version": __version__,
-        "n_labels": int(label_map.n_labels),
-        "max_label": int(label_map.max_label),
-        "sequential_labels": bool(run.sequential),
-        "connectivity": int(run.connectivity),
-        **run.info,
-    }
-
-
-def _drop_faces(staging: Staging) -> None:
-    remove_tree(str(staging.faces.store.root))
-
-
-def _remove_when_unused(anchor: Any, scratch: str | None) -> None:
-    """Delete ``scratch`` once the object backing the lazy result is garbage collected."""
-    if scratch is not None:
-        weakref.finalize(anchor, remove_tree, scratch)
