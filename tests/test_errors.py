@@ -209,6 +209,59 @@ def test_fn_returning_more_ids_than_dtype_holds(image):
     assert_nothing_written(before)
 
 
+def test_overflow_advice_fits_the_object_count():
+    # 800 objects after the merge: sequential numbering cannot fit them into uint8 either,
+    # so the message must not suggest it; 200 objects with gaps up to 400 would fit.
+    many = lambda t: np.arange(t.size, dtype="int64").reshape(t.shape) % 200 + 1  # noqa: E731
+    with pytest.raises(LabelOverflowError) as info:
+        tile_process(
+            np.ones((40, 40), "uint8"), many, tile_shape=(20, 20), dtype="uint8", connectivity=1
+        )
+    assert "sequential_labels" not in str(info.value)
+    # Left tile: 100 rows (even ones); right tile: all 200 rows, one object per row. The even
+    # rows join across the seam, leaving 200 objects whose largest label (300) only
+    # sequential numbering brings into uint8.
+    rows = np.ones((200, 4), "uint8")
+    rows[1::2, :2] = 0
+
+    def row_objects(t):
+        return (t > 0) * (np.arange(t.shape[0])[:, None] + 1)
+
+    with pytest.raises(LabelOverflowError, match="or sequential_labels=True"):
+        tile_process(rows, row_objects, tile_shape=(200, 2), dtype="uint8", connectivity=1)
+    out = tile_process(
+        rows,
+        row_objects,
+        tile_shape=(200, 2),
+        dtype="uint8",
+        connectivity=1,
+        sequential_labels=True,
+        compute=True,
+    )
+    assert out.max() == 200
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"retries": -1}, "`retries` must be a non-negative integer; got -1."),
+        ({"retries": "x"}, "`retries` must be a non-negative integer; got 'x'."),
+        ({"empty_threshold": float("nan")}, "`empty_threshold` must be a number or None, not NaN"),
+        (
+            {"temp_dir": "no/such/dir"},
+            "`temp_dir` must be an existing directory; got 'no/such/dir'.",
+        ),
+    ],
+)
+def test_bad_run_options(image, option, message):
+    before = folder_listing()
+    calls = []
+    with pytest.raises(InvalidParameterError, match=re.escape(message)):
+        tile_process(image, lambda t: calls.append(1) or label_fn(t), tile_shape=(10, 12), **option)
+    assert calls == []
+    assert_nothing_written(before)
+
+
 def test_fn_raising_names_tile_and_chains(image):
     def broken(tile):
         if tile[0, 0] == 7:

@@ -125,6 +125,22 @@ def test_standalone_label_image_at_write_to(volume):
     assert meta["compressor"]["id"] == "zstd" and meta["dimension_separator"] == "/"
 
 
+def test_finished_label_image_is_not_resumed_over(volume):
+    write_ome_image("img.zarr", volume, axes="zyx", version="0.4")
+    tile_process("img.zarr", fn, tile_shape=(4, 80, 80), write_to="seg.zarr")
+    before = sorted(os.listdir("."))
+    calls = []
+
+    def counting(tile):
+        calls.append(1)
+        return fn(tile)
+
+    with pytest.raises(OutputExistsError, match=r"`write_to` 'seg.zarr' already exists"):
+        tile_process("img.zarr", counting, tile_shape=(4, 80, 80), write_to="seg.zarr", resume=True)
+    assert calls == []  # refused before any tile ran
+    assert sorted(os.listdir(".")) == before  # and nothing left beside it
+
+
 def test_ome_zarr_output_from_numpy(volume):
     tile_process(volume, fn, tile_shape=(4, 80, 80), write_to="seg.zarr", output_format="ome-zarr")
     attrs = group_attrs("seg.zarr")

@@ -123,7 +123,7 @@ def build_label_map(
         raise LabelOverflowError(
             f"the merged image has {n_labels} objects (largest label {max_label}), more than "
             f"the output `dtype` {np.dtype(dtype)} can hold ({info.max}); pass dtype='int64'"
-            + ("" if sequential else " or sequential_labels=True")
+            + ("" if sequential or n_labels > info.max else " or sequential_labels=True")
             + "."
         )
     return LabelMap(

@@ -252,6 +252,14 @@ def plan_label_output(
         source_image = "../../"
     else:
         final = write_to
+        if os.path.exists(final) and not overwrite:
+            # checked here, not by check_write_to: resume=True lets that one pass, but a
+            # resumable run's state lives beside a level-0 array, never inside a published
+            # label image, so an existing image is a finished result, not a run to resume
+            raise OutputExistsError(
+                f"`write_to` {final!r} already exists (a finished label image); pass "
+                "overwrite=True to replace it or choose another path."
+            )
         local = isinstance(image, str | os.PathLike) and not is_url(os.fspath(image))
         source_image = os.path.relpath(os.fspath(image), final) if local else None
     version = ome.image.version if ome is not None else "0.5"

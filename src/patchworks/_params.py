@@ -6,6 +6,7 @@ the value received.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -92,7 +93,18 @@ def check_empty_threshold(empty_threshold: Any) -> float | None:
         raise InvalidParameterError(
             f"`empty_threshold` must be a number or None; got {empty_threshold!r}."
         )
+    if math.isnan(empty_threshold):
+        raise InvalidParameterError(
+            f"`empty_threshold` must be a number or None, not NaN; got {empty_threshold!r}."
+        )
     return float(empty_threshold)
+
+
+def check_retries(retries: Any) -> int:
+    """``retries`` is a count of extra attempts: a non-negative int."""
+    if isinstance(retries, bool) or not isinstance(retries, numbers.Integral) or retries < 0:
+        raise InvalidParameterError(f"`retries` must be a non-negative integer; got {retries!r}.")
+    return int(retries)
 
 
 def resolve_tile_shape(

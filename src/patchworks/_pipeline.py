@@ -26,6 +26,7 @@ from ._params import (
     check_empty_threshold,
     check_fn,
     check_picklable,
+    check_retries,
     check_stitch,
     resolve_tile_shape,
 )
@@ -178,7 +179,7 @@ def tile_process(
     )
     write_path = output.level0_path if output is not None else write_path
     resume = check_resume(resume, write_path)
-    executor = Executor(progress=progress, retries=retries)
+    executor = Executor(progress=progress, retries=check_retries(retries))
     if executor.client is not None:
         check_picklable(fn)
     out = OutputRun(
@@ -284,8 +285,9 @@ def merge_tile_labels(
 temp_dir, keep_temp, retries
         As in :func:`tile_process`.
     tile_shape : tuple of int, optional
-        Tile size for zarr or NumPy input (must be a multiple of a zarr input's chunks for
-        efficient reads; any size works).
+        The tiling the labels were made with, for zarr or NumPy input (default: a zarr
+        input's chunks). It must be exactly that tiling: IDs are local to each tile, so a
+        different grid would join or split objects. Patchworks cannot check this.
     stitch, iou_threshold : str, float
         As in :func:`tile_process`. ``stitch="iou"`` needs a dask array whose blocks are
         overlapping tiles: ``fn`` run on ``dask.array.overlap.overlap(image, depth=overlap,
@@ -338,7 +340,7 @@ temp_dir, keep_temp, retries
         raise InvalidImageError(f"`labeled` must hold integer labels; got dtype {source.dtype}.")
     connectivity = check_connectivity(connectivity, source.ndim)
     write_path = check_write_to(write_to, overwrite=overwrite, image=labeled)
-    executor = Executor(progress=progress, retries=retries)
+    executor = Executor(progress=progress, retries=check_retries(retries))
     plan = TilePlan(shape=source.shape, tile_shape=plan_tiles, halo=(0,) * source.ndim)
     if stitch == "iou":
         plan = halo_plan(labeled.chunks, overlap)

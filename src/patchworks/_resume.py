@@ -222,10 +222,14 @@ class OutputRun:
             return True
         if self.overwrite:
             return False
+        why = (
+            "was written without resume=True, so nothing records which call made it"
+            if info.get("complete") and "fingerprint" not in info
+            else "is not the finished result of this same call (other image, fn or parameters)"
+        )
         raise OutputExistsError(
-            f"`write_to` {self.write_to!r} already exists and is not the finished result of "
-            "this same call (other image, fn or parameters); pass overwrite=True to replace "
-            "it (only once the new result is complete) or choose another path."
+            f"`write_to` {self.write_to!r} already exists and {why}; pass overwrite=True to "
+            "replace it (only once the new result is complete) or choose another path."
         )
 
     def staging(self, plan: Any, labels_dtype: Any, fingerprint: dict[str, Any] | None) -> Staging:

@@ -29,6 +29,7 @@ import numpy as np
 from ._chunkio import ChunkIO, chunk_io, tile_io, write_tile
 from ._codecs import label_compressors
 from ._plan import TilePlan
+from .errors import InvalidParameterError
 
 FACE_DTYPE = np.dtype("uint32")
 
@@ -196,6 +197,10 @@ def scratch_dir(write_to: str | None, temp_dir: str | None) -> str:
     name is unique per run, so concurrent runs in one folder never collide.
     """
     if temp_dir is not None:
+        if not os.path.isdir(temp_dir):
+            raise InvalidParameterError(
+                f"`temp_dir` must be an existing directory; got {temp_dir!r}."
+            )
         parent = temp_dir
     elif write_to is not None:
         parent = os.path.dirname(os.path.abspath(write_to)) or "."
