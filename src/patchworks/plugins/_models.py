@@ -12,12 +12,16 @@ once per process, never once per tile.
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import io
 import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Hashable
 from typing import Any
+
+from ..errors import missing_dependency
 
 logger = logging.getLogger(__name__)
 
@@ -59,3 +63,19 @@ def clear_models() -> None:
     """Forget every cached model of this process (the next tile loads it again)."""
     with _LOCK:
         _MODELS.clear()
+
+
+def require(package: str, plugin: str) -> None:
+    """Fail early, with the install line, when ``package`` (cellpose, stardist) is missing."""
+    if importlib.util.find_spec(package) is None:
+        raise missing_dependency(package, package, f"patchworks.plugins.{plugin}")
+
+
+def import_models(package: str, plugin: str) -> Any:
+    """``<package>.models``; an installed but broken package (no torch / TensorFlow) is
+    reported like a missing one."""
+    require(package, plugin)
+    try:
+        return importlib.import_module(f"{package}.models")
+    except ImportError as exc:
+        raise missing_dependency(package, package, f"patchworks.plugins.{plugin}") from exc

@@ -5,32 +5,24 @@ Needs the optional package: ``pip install "patchworks[cellpose]"`` (Cellpose 3).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..errors import missing_dependency
-from ._models import cached_model, model_lock
+from ._models import cached_model, import_models, model_lock, require
 from ._planes import as_labels, channels_last, check_spatial, per_plane
 
 PLUGIN = "cellpose_fn"
 
 
 def _require() -> None:
-    if importlib.util.find_spec("cellpose") is None:
-        raise missing_dependency("cellpose", "cellpose", "patchworks.plugins.cellpose")
+    require("cellpose", "cellpose")
 
 
 def _import_models() -> Any:
-    _require()
-    try:
-        from cellpose import models
-    except ImportError as exc:  # installed but broken (e.g. no torch)
-        raise missing_dependency("cellpose", "cellpose", "patchworks.plugins.cellpose") from exc
-    return models
+    return import_models("cellpose", "cellpose")
 
 
 def _load(model: Any, gpu: bool) -> Any:

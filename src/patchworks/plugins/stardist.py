@@ -6,7 +6,6 @@ TensorFlow).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from dataclasses import dataclass, field
@@ -14,25 +13,19 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidParameterError, missing_dependency
-from ._models import cached_model, model_lock
+from ..errors import InvalidParameterError
+from ._models import cached_model, import_models, model_lock, require
 from ._planes import as_labels, channels_last, check_spatial, per_plane
 
 PLUGIN = "stardist_fn"
 
 
 def _require() -> None:
-    if importlib.util.find_spec("stardist") is None:
-        raise missing_dependency("stardist", "stardist", "patchworks.plugins.stardist")
+    require("stardist", "stardist")
 
 
 def _import_models() -> Any:
-    _require()
-    try:
-        from stardist import models
-    except ImportError as exc:  # installed but broken (e.g. no TensorFlow)
-        raise missing_dependency("stardist", "stardist", "patchworks.plugins.stardist") from exc
-    return models
+    return import_models("stardist", "stardist")
 
 
 def _load(spec: tuple[str, ...]) -> Any:
