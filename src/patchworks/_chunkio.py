@@ -56,7 +56,11 @@ class ChunkIO:
         except ImportError:  # pragma: no cover - zarr 3 is a dependency
             return None
         meta = getattr(array, "metadata", None)
-        if getattr(meta, "zarr_format", None) != 3 or not isinstance(array.store, LocalStore):
+        if (
+            meta is None
+            or getattr(meta, "zarr_format", None) != 3
+            or not isinstance(array.store, LocalStore)
+        ):
             return None
         codecs = tuple(meta.codecs)
         level: int | None = None

@@ -224,6 +224,7 @@ class Executor:
         from distributed import as_completed
 
         client = self.client
+        assert client is not None  # only called with a client
         job_future = _share(client, job)
         todo = iter(indices)
         index_of: dict[str, int] = {}

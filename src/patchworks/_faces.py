@@ -204,7 +204,7 @@ def batch_pairs(job: FaceJob, batch_index: int) -> np.ndarray:
             if position[axis] > 0:
                 wanted.update(plan.index(near) for near in _lower_neighbours(job, position, axis))
     rows = job.staging.read_faces(np.array([i for i in wanted if job.holds_labels(i)]))
-    pairs = []
+    pairs: list[np.ndarray] = []
     for index in batch:
         position = plan.position(int(index))
         pairs.extend(

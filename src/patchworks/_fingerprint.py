@@ -54,7 +54,7 @@ def _hash_array(array: np.ndarray) -> str:
     array = np.ascontiguousarray(array)
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{array.dtype.str}{array.shape}".encode())
-    h.update(memoryview(array).cast("B"))
+    h.update(array.data.cast("B"))
     return h.hexdigest()
 
 

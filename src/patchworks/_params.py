@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -48,7 +48,7 @@ def check_connectivity(connectivity: Any, ndim: int) -> int:
     if (
         isinstance(connectivity, bool)
         or not isinstance(connectivity, numbers.Integral)
-        or not 1 <= connectivity <= ndim
+        or not 1 <= int(connectivity) <= ndim
     ):
         raise InvalidParameterError(
             f"`connectivity` must be an integer in 1..{ndim} (the image's number of spatial "
@@ -65,7 +65,8 @@ def check_stitch(stitch: Any, iou_threshold: Any) -> str:
     if (
         isinstance(iou_threshold, bool)
         or not isinstance(iou_threshold, numbers.Real)
-        or not 0 < iou_threshold <= 1
+        # typeshed's numbers.Real has no reflected comparisons, so `0 < Real` fails to check
+        or not 0 < cast(float, iou_threshold) <= 1
     ):
         raise InvalidParameterError(
             f"`iou_threshold` must be a number in (0, 1]; got {iou_threshold!r}."

@@ -156,6 +156,7 @@ class OutputRun:
 
     def _check_leftovers(self) -> None:
         """Refuse to drop an interrupted run's state silently; clear anything else stale."""
+        assert self.run_dir is not None
         manifest = _read_json(os.path.join(self.state_dir, MANIFEST))
         if manifest is not None and not self.resume and not self.overwrite:
             n_total = int(manifest.get("n_tiles", 0))
@@ -217,7 +218,8 @@ class OutputRun:
         with contextlib.suppress(Exception):
             import zarr
 
-            info = dict(zarr.open_array(self.write_to, mode="r").attrs).get(METADATA_KEY, {})
+            attrs: dict[str, Any] = dict(zarr.open_array(self.write_to, mode="r").attrs)
+            info = attrs.get(METADATA_KEY, {})
         if info.get("complete") and info.get("fingerprint") == fingerprint_digest(fingerprint):
             return True
         if self.overwrite:
@@ -406,7 +408,7 @@ def output_status(write_to: Any) -> str:
         node = zarr.open(path, mode="r")
     except Exception:
         return "incomplete"
-    attrs = dict(node.attrs)
+    attrs: dict[str, Any] = dict(node.attrs)
     if is_complete(node) or (
         not isinstance(node, zarr.Array) and "multiscales" in attrs.get("ome", attrs)
     ):

@@ -121,14 +121,14 @@ class Staging:
         tile in local labels (tiles without labels are never written and read as zeros).
     layout : FaceLayout
         Where each slab sits in a row of ``faces``.
-    scratch : str or None
+    scratch : str
         Directory of temporary data to delete at the end of the run.
     """
 
     labels: Any
     faces: Any
     layout: FaceLayout
-    scratch: str | None
+    scratch: str
 
     @cached_property
     def labels_io(self) -> ChunkIO | None:

@@ -43,7 +43,7 @@ def blobs_region(
     """Render the image inside ``box`` (the blobs that reach it plus seeded noise)."""
     lo = np.array([s.start for s in box])
     hi = np.array([s.stop for s in box])
-    image = np.full(tuple(hi - lo), BACKGROUND, dtype=np.float32)
+    image: np.ndarray = np.full(tuple(hi - lo), BACKGROUND, dtype=np.float32)
     reach = 3 * radii[:, None]
     near = np.all((centres + reach > lo) & (centres - reach < hi), axis=1)
     for centre, radius in zip(centres[near], radii[near], strict=True):

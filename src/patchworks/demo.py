@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from typing import Any
 
 import numpy as np
 
@@ -55,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         progress=True,
     )
     elapsed = time.perf_counter() - start
-    meta = dict(zarr.open_array(labels_path).attrs)["patchworks"]
-    image = zarr.open_array(image_path)[...]
+    attrs: dict[str, Any] = dict(zarr.open_array(labels_path).attrs)
+    meta = attrs["patchworks"]
+    image = np.asarray(zarr.open_array(image_path)[...])
     reference, n_reference = ndi.label(image > THRESHOLD, structure=np.ones((3,) * image.ndim))
     merged = labels.compute()
     pairs = np.unique(np.stack([merged.ravel(), reference.ravel()]), axis=1).shape[1]
