@@ -109,8 +109,10 @@ def _parser() -> argparse.ArgumentParser:
 
     image_opts = argparse.ArgumentParser(add_help=False)
     image_opts.add_argument("--level", help="OME-Zarr / OME-TIFF resolution level")
-    image_opts.add_argument("--channel", type=int, help="segment this channel")
-    image_opts.add_argument("--channel-axis", type=int, help="hand fn all channels")
+    image_opts.add_argument("--channel", type=int, help="use only this channel of the image")
+    image_opts.add_argument(
+        "--channel-axis", type=int, help="axis holding channels (run: fn gets them all)"
+    )
     image_opts.add_argument("--tile-shape", help="e.g. 1,512,512 or auto (default: chunks)")
 
     run = sub.add_parser("run", parents=[common, image_opts], help="segment an image")
