@@ -99,6 +99,7 @@ def test_exit_codes_and_one_line_errors(workspace, capsys, monkeypatch):
     assert run_main(capsys, "run", "plain.zarr", "--fn", "seg.py:fn", "--out", "o.zarr")[0] == 0
     code, _, err = run_main(capsys, "run", "plain.zarr", "--fn", "seg:fn", "--out", "o.zarr")
     assert code == 2 and "already exists" in err
+    assert "pass --overwrite" in err and "overwrite=True" not in err  # flags, not kwargs
     assert (
         run_main(capsys, "run", "plain.zarr", "--fn", "seg:fn", "--out", "o.zarr", "--overwrite")[0]
         == 0

@@ -418,6 +418,27 @@ COMMANDS = {
 USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError)
 
 
+# Library messages name keyword arguments; on the command line, name the flags instead.
+FLAGS = {
+    "overwrite=True": "--overwrite",
+    "resume=True": "--resume",
+    "sequential_labels=True": "--sequential-labels",
+}
+
+
+def _as_flags(message: str) -> str:
+    """Say ``--overwrite`` where the library's message says ``overwrite=True``.
+
+    Examples
+    --------
+    >>> _as_flags("pass overwrite=True to replace it")
+    'pass --overwrite to replace it'
+    """
+    for keyword, flag in FLAGS.items():
+        message = message.replace(keyword, flag)
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``patchworks`` command; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -437,6 +458,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             and isinstance(exc, USAGE_ERRORS)
             and not isinstance(exc, InvalidLabelsError)
         )  # bad labels: the run failed
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        message = _as_flags(" ".join(str(exc).split()) or type(exc).__name__)
         print(f"patchworks: error: {message}", file=sys.stderr)
         return USAGE if usage else FAILED
