@@ -11,6 +11,7 @@ bar shows progress when asked, and the first failure cancels the rest and is rai
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 
 import dask
 
-from .errors import ClusterConfigurationError, TileFunctionError
+from .errors import ClusterConfigurationError, InvalidParameterError, TileFunctionError
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +138,13 @@ def _task_failure(exc: Exception, job: Any, index: int, retries: int) -> Excepti
     return exc
 
 
+def _check_retries(retries: Any) -> int:
+    """``retries`` counts extra attempts of a failed task: a non-negative integer."""
+    if isinstance(retries, bool) or not isinstance(retries, numbers.Integral) or retries < 0:
+        raise InvalidParameterError(f"`retries` must be a non-negative integer; got {retries!r}.")
+    return int(retries)
+
+
 class Executor:
     """Runs the stages of one patchworks call.
 
@@ -150,7 +158,7 @@ class Executor:
 
     def __init__(self, *, progress: bool = False, retries: int = 0) -> None:
         self.progress = progress
-        self.retries = retries
+        self.retries = _check_retries(retries)
         self.client = active_client()
         if self.client is not None:
             check_client(self.client)

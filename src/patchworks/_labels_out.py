@@ -244,24 +244,22 @@ def plan_label_output(
     if write_to is None:
         labels_group = os.path.join(ome.url, "labels")
         final = os.path.join(labels_group, label_name)
-        if os.path.exists(final) and not overwrite:
-            raise OutputExistsError(
-                f"`label_name` {label_name!r} already exists in {labels_group!r}; pass "
-                "overwrite=True to replace it or choose another label_name."
-            )
         source_image = "../../"
     else:
         final = write_to
-        if os.path.exists(final) and not overwrite:
-            # checked here, not by check_write_to: resume=True lets that one pass, but a
-            # resumable run's state lives beside a level-0 array, never inside a published
-            # label image, so an existing image is a finished result, not a run to resume
-            raise OutputExistsError(
-                f"`write_to` {final!r} already exists (a finished label image); pass "
-                "overwrite=True to replace it or choose another path."
-            )
         local = isinstance(image, str | os.PathLike) and not is_url(os.fspath(image))
         source_image = os.path.relpath(os.fspath(image), final) if local else None
+    if os.path.exists(final) and not overwrite:
+        # Only published label images live at ``final`` (a resumable run keeps its state
+        # beside a hidden level-0 array), so an existing one is a finished result even with
+        # resume=True, which check_write_to lets pass.
+        raise OutputExistsError(
+            f"`label_name` {label_name!r} already exists in {labels_group!r}; pass "
+            "overwrite=True to replace it or choose another label_name."
+            if labels_group is not None
+            else f"`write_to` {final!r} already exists (a finished label image); pass "
+            "overwrite=True to replace it or choose another path."
+        )
     version = ome.image.version if ome is not None else "0.5"
     version = version if version in ("0.4", "0.5") else "0.4"
     # the input's zarr format, so the labels are members of its hierarchy (0.4 metadata in

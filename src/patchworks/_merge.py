@@ -125,7 +125,6 @@ def _output_array(run: MergeRun) -> Any:
     """The array the relabel stage writes: in place over staged labels, or a new one."""
     if run.compact and not run.resumable:
         return run.labels  # in place; a resumable run keeps its staged labels intact
-    assert run.staging.scratch is not None
     return create_label_array(
         os.path.join(run.staging.scratch, "output.zarr" if run.compact else "labels.zarr"),
         run.plan.shape,
@@ -149,7 +148,6 @@ def _drop_faces(staging: Staging) -> None:
     remove_tree(str(staging.faces.store.root))
 
 
-def _remove_when_unused(anchor: Any, scratch: str | None) -> None:
+def _remove_when_unused(anchor: Any, scratch: str) -> None:
     """Delete ``scratch`` once the object backing the lazy result is garbage collected."""
-    if scratch is not None:
-        weakref.finalize(anchor, remove_tree, scratch)
+    weakref.finalize(anchor, remove_tree, scratch)

@@ -101,13 +101,6 @@ def check_empty_threshold(empty_threshold: Any) -> float | None:
     return float(empty_threshold)
 
 
-def check_retries(retries: Any) -> int:
-    """``retries`` is a count of extra attempts: a non-negative int."""
-    if isinstance(retries, bool) or not isinstance(retries, numbers.Integral) or retries < 0:
-        raise InvalidParameterError(f"`retries` must be a non-negative integer; got {retries!r}.")
-    return int(retries)
-
-
 def resolve_tile_shape(
     tile_shape: Any, source: ImageSource, *, n_tasks: int, use_gpu: bool
 ) -> tuple[int, ...]:

@@ -26,7 +26,6 @@ from ._params import (
     check_empty_threshold,
     check_fn,
     check_picklable,
-    check_retries,
     check_stitch,
     resolve_tile_shape,
 )
@@ -179,7 +178,7 @@ def tile_process(
     )
     write_path = output.level0_path if output is not None else write_path
     resume = check_resume(resume, write_path)
-    executor = Executor(progress=progress, retries=check_retries(retries))
+    executor = Executor(progress=progress, retries=retries)
     if executor.client is not None:
         check_picklable(fn)
     out = OutputRun(
@@ -340,7 +339,7 @@ temp_dir, keep_temp, retries
         raise InvalidImageError(f"`labeled` must hold integer labels; got dtype {source.dtype}.")
     connectivity = check_connectivity(connectivity, source.ndim)
     write_path = check_write_to(write_to, overwrite=overwrite, image=labeled)
-    executor = Executor(progress=progress, retries=check_retries(retries))
+    executor = Executor(progress=progress, retries=retries)
     plan = TilePlan(shape=source.shape, tile_shape=plan_tiles, halo=(0,) * source.ndim)
     if stitch == "iou":
         plan = halo_plan(labeled.chunks, overlap)
