@@ -144,7 +144,7 @@ def run_fn(job: TileJob, tile: Tile, data: np.ndarray, *, crop: bool = True) -> 
     return labels[tile.crop] if crop else labels
 
 
-def read_tile(
+def read_source_box(
     source: ImageSource, tile: Tile, box: Any, *, name: str = "image", io: ChunkIO | None = None
 ) -> np.ndarray:
     """Read ``box`` of ``source``; a damaged or unreachable store names the tile.
@@ -166,7 +166,7 @@ def process_tile(job: TileJob, index: int) -> TileSummary:
     """Stage 2 for one tile of ``tile_process``: read, ``fn``, check, crop, stage."""
     assert job.source is not None
     tile = job.plan.tile(index)
-    data = read_tile(job.source, tile, tile.halo_box)
+    data = read_source_box(job.source, tile, tile.halo_box)
     if job.skip_empty:
         core = data[job.source.full_box(tile.crop)]
         threshold = 0 if job.empty_threshold is None else job.empty_threshold
@@ -197,5 +197,5 @@ def scan_label_store(job: TileJob, index: int) -> TileSummary:
     assert job.source is not None
     tile = job.plan.tile(index)
     io = job.source_io  # direct chunk reads when the store's chunks are the tiles
-    block = read_tile(job.source, tile, tile.core, name="labeled", io=io)
+    block = read_source_box(job.source, tile, tile.core, name="labeled", io=io)
     return stage_label_block(job, index, block)
