@@ -7,14 +7,23 @@ import pytest
 import zarr
 
 from patchworks._chunkio import ChunkIO, read_tile, tile_io, write_tile
-from patchworks._staging import FaceLayout, create_label_array
+from patchworks._codecs import label_compressors
+from patchworks._staging import create_label_array
 
 
 @pytest.mark.parametrize("separator", ["/", "."])
 @pytest.mark.parametrize("dtype", ["uint8", "int32", "uint64"])
 def test_round_trip_matches_zarr(rng, separator, dtype):
     shape, chunks = (7, 10, 5), (3, 4, 5)
-    array = create_label_array("a.zarr", shape, chunks, dtype, separator=separator)
+    array = zarr.create_array(
+        "a.zarr",
+        shape=shape,
+        chunks=chunks,
+        dtype=dtype,
+        fill_value=0,
+        compressors=label_compressors(),
+        chunk_key_encoding={"name": "default", "separator": separator},
+    )
     io = ChunkIO.of(array)
     assert io is not None
     expected = rng.integers(0, 50, size=shape).astype(dtype)
@@ -65,17 +74,3 @@ def test_other_layouts_fall_back_to_zarr(tmp_path):
     box = (slice(2, 4), slice(0, 2))
     write_tile(v2, None, (1, 0), box, np.full((2, 2), 3, dtype="int32"))
     assert read_tile(v2, None, (1, 0), box).tolist() == [[3, 3], [3, 3]]
-
-
-def test_face_layout_packs_every_slab_of_edge_tiles(rng):
-    layout = FaceLayout.of((4, 3, 1))
-    core = rng.integers(1, 9, size=(2, 3, 1))  # an edge tile: smaller than the tile
-    row = layout.pack(core)
-    assert row.size == layout.row_length == 3 + 3 + 4 + 4 + 12
-    for axis in range(3):
-        np.testing.assert_array_equal(
-            layout.slab(row, axis, "lo", core.shape), np.take(core, [0], axis=axis)
-        )
-        np.testing.assert_array_equal(
-            layout.slab(row, axis, "hi", core.shape), np.take(core, [-1], axis=axis)
-        )

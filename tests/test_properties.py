@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import dask.array as da
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -70,3 +72,32 @@ def test_merge_tile_labels_on_user_tiling_equals_whole_image_label(scene, sequen
     assert same_partition(result, expected)
     if sequential:
         assert np.array_equal(np.unique(result[result > 0]), np.arange(1, n_expected + 1))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenes(), st.integers(1, 40))
+def test_face_planes_cut_into_small_blocks_give_the_same_labels(scene, block_voxels):
+    """Big images split each boundary plane into blocks; a block's lower side reaches one
+    voxel into the neighbouring blocks for diagonal connectivity."""
+    binary, tile_shape, _, connectivity = scene
+    fn, structure = _labeler(connectivity, binary.ndim)
+    expected, _ = ndi.label(binary, structure=structure)
+    with mock.patch("patchworks._faces.BLOCK_VOXELS", block_voxels):
+        result = tile_process(
+            binary.astype("uint8"),
+            fn,
+            tile_shape=tile_shape,
+            connectivity=connectivity,
+            compute=True,
+        )
+    assert same_partition(result, expected)
+
+
+def test_objects_joined_only_across_tile_corners_in_small_blocks():
+    """A diagonal line crosses the tile grid at corners only: with one tile per block, the
+    lower side of each block must reach into its neighbours for the pairs to be found."""
+    binary = np.eye(12, dtype="uint8")
+    fn, _ = _labeler(2, 2)
+    with mock.patch("patchworks._faces.BLOCK_VOXELS", 1):
+        result = tile_process(binary, fn, tile_shape=(3, 3), connectivity=2, compute=True)
+    assert np.unique(result[binary > 0]).size == 1

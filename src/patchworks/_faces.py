@@ -1,11 +1,14 @@
-"""Stage 3 — faces: find labels that touch across the face between neighbouring cores.
+"""Stage 3 — faces: find labels that touch across the boundaries between tile cores.
 
-Each tile looks *down* every axis: it pairs the first plane of its own core with the last
-plane of the tile below, widened by one voxel on every other axis with the edges of the
-diagonal neighbours (edges and corners, when ``connectivity`` allows them). Every pair of
-touching voxels in different tiles is examined by exactly one tile, and only face slabs are
-read: a task handles a batch of tiles and fetches the face rows of the batch and of its
-lower neighbours in one request.
+The work is split by *boundary plane*: for each axis and each grid row ``k > 0`` along
+it, the ``lo`` face slabs of the tiles in row ``k`` (the *upper* side) meet the ``hi``
+slabs of the tiles in row ``k - 1`` (the *lower* side). A task assembles both sides over a
+block of that plane (:data:`BLOCK_VOXELS` at most; most images need one block per plane)
+and finds every pair of nonzero voxels that touch across it — straight across, and
+diagonally when ``connectivity`` allows — with whole-array NumPy operations. Two touching
+voxels in different tiles differ by one along some axis where their tiles differ, so every
+such pair is seen by some task (a pair across an edge may be seen twice; that is harmless).
+Only face slabs are read, with positioned reads from the face store (:mod:`._facestore`).
 
 Labels are *tagged* as ``tile_index << 32 | local_label`` so the client can turn them into
 provisional IDs once it knows how many labels each tile holds.
@@ -14,40 +17,39 @@ provisional IDs once it knows how many labels each tile holds.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from ._facestore import SLAB_DTYPE, FaceIndex, FaceReader, FaceStore
 from ._plan import TilePlan
-from ._staging import FACE_DTYPE, Staging
 
 TAG_SHIFT = 32
 EMPTY_PAIRS = np.empty((0, 2), dtype=np.int64)
-#: Tiles per face task: enough to share neighbour reads and amortise task overhead.
-FACE_BATCH = 16
+#: Voxels of one side of a boundary plane that one task assembles (8 MiB of uint32).
+BLOCK_VOXELS = 1 << 21
+
+
+@dataclass(frozen=True)
+class FaceTask:
+    """The tiles ``start..stop`` (grid positions) of a plane: row ``start[axis]`` is the
+    upper side, the row below it the lower side."""
+
+    axis: int
+    start: tuple[int, ...]
+    stop: tuple[int, ...]
 
 
 @dataclass(frozen=True)
 class FaceJob:
-    """Everything a worker needs to find touching pairs; shipped once per run.
-
-    ``tiles`` are the sorted indices of the tiles that hold labels (the others have no
-    faces); task ``k`` handles ``tiles[k * batch : (k + 1) * batch]``.
-    """
+    """Everything a worker needs to find touching pairs; shipped once per run."""
 
     plan: TilePlan
-    staging: Staging
+    store: FaceStore
+    index: FaceIndex
     connectivity: int
-    tiles: np.ndarray
-    batch: int = FACE_BATCH
-
-    @property
-    def n_batches(self) -> int:
-        return -(-len(self.tiles) // self.batch)
-
-    def holds_labels(self, index: int) -> bool:
-        k = int(np.searchsorted(self.tiles, index))
-        return k < len(self.tiles) and int(self.tiles[k]) == index
+    tasks: tuple[FaceTask, ...]
 
 
 def cross_offsets(ndim: int, axis: int, connectivity: int) -> list[tuple[int, ...]]:
@@ -77,103 +79,147 @@ def tag(tile_index: np.ndarray | int, local: np.ndarray) -> np.ndarray:
     return (np.asarray(tile_index, dtype=np.int64) << TAG_SHIFT) | local.astype(np.int64)
 
 
-def _lower_neighbours(job: FaceJob, position: tuple[int, ...], axis: int):
-    """Grid positions one step down ``axis`` whose hi slab can touch this tile's core."""
-    plan = job.plan
+def plan_face_tasks(
+    plan: TilePlan, counts: np.ndarray, connectivity: int, *, block_voxels: int | None = None
+) -> tuple[FaceTask, ...]:
+    """The face tasks of a run: every block of every boundary plane where both sides can
+    hold labels (``counts`` per tile).
+
+    Examples
+    --------
+    >>> plan = TilePlan((8, 8), (4, 4), (0, 0))
+    >>> [(t.axis, t.start, t.stop) for t in plan_face_tasks(plan, np.ones(4), 1)]
+    [(0, (1, 0), (2, 2)), (1, (0, 1), (2, 2))]
+    """
+    occupied = np.asarray(counts).reshape(plan.grid) > 0
+    margin = 1 if connectivity > 1 else 0  # diagonal neighbours reach one tile further
+    tasks = []
+    for axis in range(plan.ndim):
+        for block in _blocks(plan, axis, block_voxels or BLOCK_VOXELS):
+            for row in range(1, plan.grid[axis]):
+                upper = tuple(
+                    slice(row, row + 1) if b == axis else slice(lo, hi)
+                    for b, (lo, hi) in enumerate(block)
+                )
+                lower = tuple(
+                    slice(row - 1, row) if b == axis else slice(max(lo - margin, 0), hi + margin)
+                    for b, (lo, hi) in enumerate(block)
+                )
+                if occupied[upper].any() and occupied[lower].any():
+                    start = tuple(s.start for s in upper)
+                    tasks.append(FaceTask(axis, start, tuple(s.stop for s in upper)))
+    return tuple(tasks)
+
+
+def _blocks(plan: TilePlan, axis: int, block_voxels: int) -> list[list[tuple[int, int]]]:
+    """Tile ranges that cut a plane across ``axis`` into blocks of at most
+    ``block_voxels`` voxels (or single tiles); ``axis`` itself gets a placeholder."""
     others = [b for b in range(plan.ndim) if b != axis]
-    for delta in cross_offsets(plan.ndim, axis, job.connectivity):
-        near = list(position)
-        near[axis] -= 1
-        for b, d in zip(others, delta, strict=True):
-            near[b] += d
-        if all(0 <= p < g for p, g in zip(near, plan.grid, strict=True)):
-            yield tuple(near)
+    per_block = {b: plan.grid[b] for b in others}
+    while math.prod(per_block[b] * plan.tile_shape[b] for b in others) > block_voxels:
+        wide = [b for b in others if per_block[b] > 1]
+        if not wide:
+            break
+        b = max(wide, key=lambda b: per_block[b] * plan.tile_shape[b])
+        per_block[b] = -(-per_block[b] // 2)
+    ranges = [
+        [(0, 1)]
+        if b == axis
+        else [
+            (s, min(s + per_block[b], plan.grid[b])) for s in range(0, plan.grid[b], per_block[b])
+        ]
+        for b in range(plan.ndim)
+    ]
+    return [list(block) for block in itertools.product(*ranges)]
 
 
-def _wide_lower(
+def _assemble(
     job: FaceJob,
-    rows: dict[int, np.ndarray],
-    position: tuple[int, ...],
+    reader: FaceReader,
     axis: int,
-    wide: tuple[slice, ...],
-) -> np.ndarray:
-    """The hi planes below the core at ``position``, assembled over the ``wide`` box."""
-    plan, layout = job.plan, job.staging.layout
-    lower = np.zeros(
-        tuple(1 if b == axis else w.stop - w.start for b, w in enumerate(wide)), FACE_DTYPE
-    )
-    for near in _lower_neighbours(job, position, axis):
-        row = rows.get(plan.index(near))
-        if row is None:
-            continue  # a tile without labels
-        core = plan.core(near)
-        slab = layout.slab(row, axis, "hi", tuple(c.stop - c.start for c in core))
+    row: int,
+    side: str,
+    box: list[tuple[int, int]],
+) -> np.ndarray | None:
+    """The ``side`` slabs of the tiles in grid ``row`` along ``axis``, over the voxel
+    ``box`` of the other axes, as one array (length 1 along ``axis``); None if empty."""
+    plan = job.plan
+    tile, grid = plan.tile_shape, plan.grid
+    strides = [math.prod(grid[b + 1 :]) for b in range(plan.ndim)]
+    out = np.zeros(tuple(hi - lo for lo, hi in box), dtype=SLAB_DTYPE)
+    ranges = [
+        [row] if b == axis else range(lo // tile[b], -(-hi // tile[b]))
+        for b, (lo, hi) in enumerate(box)
+    ]
+    found = False
+    for position in itertools.product(*ranges):
+        core = [
+            (p * t, min(p * t + t, n)) for p, t, n in zip(position, tile, plan.shape, strict=True)
+        ]
+        shape = tuple(1 if b == axis else hi - lo for b, (lo, hi) in enumerate(core))
+        index = sum(p * s for p, s in zip(position, strides, strict=True))
+        slab = reader.slab(index, axis, side, shape)
+        if slab is None:
+            continue
         src, dst = [slice(0, 1)] * plan.ndim, [slice(0, 1)] * plan.ndim
         for b in range(plan.ndim):
             if b != axis:
-                lo, hi = max(core[b].start, wide[b].start), min(core[b].stop, wide[b].stop)
-                src[b] = slice(lo - core[b].start, hi - core[b].start)
-                dst[b] = slice(lo - wide[b].start, hi - wide[b].start)
-        lower[tuple(dst)] = slab[tuple(src)]
-    return lower
+                lo, hi = max(core[b][0], box[b][0]), min(core[b][1], box[b][1])
+                src[b] = slice(lo - core[b][0], hi - core[b][0])
+                dst[b] = slice(lo - box[b][0], hi - box[b][0])
+        out[tuple(dst)] = slab[tuple(src)]
+        found = True
+    return out if found else None
 
 
-def _pairs_across(
-    job: FaceJob, rows: dict[int, np.ndarray], position: tuple[int, ...], axis: int
-) -> np.ndarray:
+def plane_pairs(job: FaceJob, task_index: int) -> np.ndarray:
+    """Distinct tagged label pairs that touch across one face task's block of a plane."""
     plan = job.plan
-    core = plan.core(position)
-    wide = tuple(
-        c if b == axis else slice(max(c.start - 1, 0), min(c.stop + 1, plan.shape[b]))
-        for b, c in enumerate(core)
-    )
-    # Both planes keep ``axis`` as a length-1 axis, so 1-D images need no special case.
-    upper = job.staging.layout.slab(
-        rows[plan.index(position)], axis, "lo", tuple(c.stop - c.start for c in core)
-    )
-    if not upper.any():
-        return EMPTY_PAIRS
-    lower = _wide_lower(job, rows, position, axis, wide)
+    task = job.tasks[task_index]
+    axis, row = task.axis, task.start[task.axis]
     others = [b for b in range(plan.ndim) if b != axis]
+    upper_box = [
+        (0, 1) if b == axis else (lo * t, min(hi * t, n))
+        for b, (lo, hi, t, n) in enumerate(
+            zip(task.start, task.stop, plan.tile_shape, plan.shape, strict=True)
+        )
+    ]
+    margin = 1 if job.connectivity > 1 else 0
+    lower_box = [
+        (0, 1) if b == axis else (max(lo - margin, 0), min(hi + margin, plan.shape[b]))
+        for b, (lo, hi) in enumerate(upper_box)
+    ]
+    with job.store.reader(job.index) as reader:
+        upper = _assemble(job, reader, axis, row, "lo", upper_box)
+        lower = None if upper is None else _assemble(job, reader, axis, row - 1, "hi", lower_box)
+    if upper is None or lower is None:
+        return EMPTY_PAIRS
+    strides = [math.prod(plan.grid[b + 1 :]) for b in range(plan.ndim)]
     found = []
     for delta in cross_offsets(plan.ndim, axis, job.connectivity):
-        up_box, down_box = [slice(None)] * plan.ndim, [slice(None)] * plan.ndim
-        starts = [position[axis] - 1] * plan.ndim  # grid row below, on ``axis``
+        up_box, down_box = [slice(0, 1)] * plan.ndim, [slice(0, 1)] * plan.ndim
+        origin = {}
         for b, d in zip(others, delta, strict=True):
-            lo = max(core[b].start, wide[b].start - d)
-            hi = min(core[b].stop, wide[b].stop - d)
-            up_box[b] = slice(lo - core[b].start, hi - core[b].start)
-            down_box[b] = slice(lo + d - wide[b].start, hi + d - wide[b].start)
-            starts[b] = lo + d
+            lo = max(upper_box[b][0], lower_box[b][0] - d)
+            hi = min(upper_box[b][1], lower_box[b][1] - d)
+            up_box[b] = slice(lo - upper_box[b][0], hi - upper_box[b][0])
+            down_box[b] = slice(lo + d - lower_box[b][0], hi + d - lower_box[b][0])
+            origin[b] = lo
         up, down = upper[tuple(up_box)], lower[tuple(down_box)]
         hits = np.nonzero((up != 0) & (down != 0))
         if not hits[0].size:
             continue
-        # The lower voxel may sit in a diagonal neighbour: find its grid position.
-        lower_position = tuple(
-            np.full(hits[b].size, starts[b])
-            if b == axis
-            else (hits[b] + starts[b]) // plan.tile_shape[b]
-            for b in range(plan.ndim)
-        )
-        lower_tiles = np.ravel_multi_index(lower_position, plan.grid)
-        # Deduplicate voxel pairs while they are small: one 64-bit key per (up, down) pair
-        # of local labels (uint32 each), per lower tile.
-        keys = (up[hits].astype(np.uint64) << np.uint64(32)) | down[hits].astype(np.uint64)
-        for lower_tile in np.unique(lower_tiles):
-            unique = np.unique(keys[lower_tiles == lower_tile])
-            found.append(
-                np.stack(
-                    [
-                        tag(plan.index(position), (unique >> np.uint64(32)).astype(np.int64)),
-                        tag(lower_tile, (unique & np.uint64(0xFFFFFFFF)).astype(np.int64)),
-                    ],
-                    axis=1,
-                )
-            )
+        upper_tile = np.full(hits[0].size, row * strides[axis], dtype=np.int64)
+        lower_tile = np.full(hits[0].size, (row - 1) * strides[axis], dtype=np.int64)
+        for b, d in zip(others, delta, strict=True):
+            coord = hits[b] + origin[b]
+            upper_tile += coord // plan.tile_shape[b] * strides[b]
+            lower_tile += (coord + d) // plan.tile_shape[b] * strides[b]
+        pairs = np.stack([tag(upper_tile, up[hits]), tag(lower_tile, down[hits])], axis=1)
+        found.append(unique_rows(pairs))
     if not found:
         return EMPTY_PAIRS
-    return unique_rows(np.concatenate(found))
+    return unique_rows(np.concatenate(found)) if len(found) > 1 else found[0]
 
 
 def unique_rows(pairs: np.ndarray) -> np.ndarray:
@@ -191,28 +237,3 @@ def unique_rows(pairs: np.ndarray) -> np.ndarray:
     keep = np.ones(len(pairs), dtype=bool)
     keep[1:] = (pairs[1:] != pairs[:-1]).any(axis=1)
     return pairs[keep]
-
-
-def batch_pairs(job: FaceJob, batch_index: int) -> np.ndarray:
-    """Tagged label pairs touching across the lower faces of the tiles of one batch."""
-    plan = job.plan
-    batch = job.tiles[batch_index * job.batch : (batch_index + 1) * job.batch]
-    wanted = {int(i) for i in batch}
-    for index in batch:
-        position = plan.position(int(index))
-        for axis in range(plan.ndim):
-            if position[axis] > 0:
-                wanted.update(plan.index(near) for near in _lower_neighbours(job, position, axis))
-    rows = job.staging.read_faces(np.array([i for i in wanted if job.holds_labels(i)]))
-    pairs: list[np.ndarray] = []
-    for index in batch:
-        position = plan.position(int(index))
-        pairs.extend(
-            _pairs_across(job, rows, position, axis)
-            for axis in range(plan.ndim)
-            if position[axis] > 0
-        )
-    pairs = [p for p in pairs if p.size]
-    if not pairs:
-        return EMPTY_PAIRS
-    return unique_rows(np.concatenate(pairs)) if len(pairs) > 1 else pairs[0]

@@ -17,7 +17,8 @@ import numpy as np
 
 from ._durable import fsync_tree
 from ._execute import Executor
-from ._faces import EMPTY_PAIRS, FaceJob, batch_pairs
+from ._faces import EMPTY_PAIRS, FaceJob, plan_face_tasks, plane_pairs
+from ._facestore import FaceIndex
 from ._labelmap import LabelMap, build_label_map
 from ._output import mark_complete, publish
 from ._plan import TilePlan
@@ -34,7 +35,8 @@ class MergeRun:
 
     plan: TilePlan
     staging: Staging
-    counts: np.ndarray
+    counts: np.ndarray  # labels per tile
+    faces: FaceIndex  # where each tile's face slabs are
     labels: Any  # local labels (compact) or the user's own label array
     compact: bool
     executor: Executor
@@ -61,12 +63,13 @@ def merge(run: MergeRun, *, compute: bool) -> Any:
     else:
         face_job = FaceJob(
             plan=plan,
-            staging=run.staging,
+            store=run.staging.faces,
+            index=run.faces,
             connectivity=run.connectivity,
-            tiles=np.asarray(occupied, dtype=np.int64),
+            tasks=plan_face_tasks(plan, run.counts, run.connectivity),
         )
-        batches = range(face_job.n_batches)
-        pairs = [p for p in executor.map(batch_pairs, face_job, batches, desc="faces") if p.size]
+        tasks = range(len(face_job.tasks))
+        pairs = [p for p in executor.map(plane_pairs, face_job, tasks, desc="faces") if p.size]
         label_map = build_label_map(
             run.counts,
             np.concatenate(pairs) if pairs else EMPTY_PAIRS,
@@ -145,7 +148,7 @@ def _run_info(run: MergeRun, label_map: LabelMap) -> dict[str, Any]:
 
 
 def _drop_faces(staging: Staging) -> None:
-    remove_tree(str(staging.faces.store.root))
+    remove_tree(staging.faces.root)
 
 
 def _remove_when_unused(anchor: Any, scratch: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ._execute import Executor
+from ._facestore import FaceIndex
 from ._iou import create_seams
 from ._labeled import open_label_store, regular_chunks
 from ._labels_out import plan_label_output
@@ -219,11 +220,11 @@ def tile_process(
             seams=seams,
         )
         summaries = out.run_tiles(executor, process_tile, job, plan.n_tiles)
-        counts = np.array([s.n_labels for s in summaries], dtype=np.int64)
         run = MergeRun(
             plan=plan,
             staging=staging,
-            counts=counts,
+            counts=np.array([s.n_labels for s in summaries], dtype=np.int64),
+            faces=FaceIndex.of([s.faces for s in summaries], plan.ndim),
             labels=staging.labels,
             compact=True,
             executor=executor,
@@ -360,6 +361,7 @@ temp_dir, keep_temp, retries
             plan=plan,
             staging=staging,
             counts=np.array([s.n_labels for s in summaries], dtype=np.int64),
+            faces=FaceIndex.of([s.faces for s in summaries], plan.ndim),
             labels=staging.labels if is_dask else source.array,
             compact=is_dask,
             executor=executor,

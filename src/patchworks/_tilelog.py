@@ -43,6 +43,9 @@ def run_durably(durable: DurableTiles, index: int) -> Any:
             job.plan,
             index,
         )
+        faces = getattr(summary, "faces", None)
+        if faces is not None and any(faces.sizes):
+            fsync_paths([job.staging.faces.path(faces)])
     return summary
 
 

@@ -17,6 +17,7 @@ import fastremap
 import numpy as np
 
 from ._chunkio import ChunkIO, tile_io
+from ._facestore import FaceRef
 from ._plan import Tile, TilePlan
 from ._source import ImageSource
 from ._staging import Staging
@@ -30,6 +31,7 @@ class TileSummary:
     index: int
     n_labels: int
     skipped: bool = False
+    faces: FaceRef | None = None  # where its face slabs are (tiles with labels)
 
 
 @dataclass(frozen=True)
@@ -121,14 +123,16 @@ def to_local_labels(
     return local, n_labels
 
 
-def stage_local_labels(job: TileJob, tile: Tile, local: np.ndarray, n_labels: int) -> None:
-    """Write a tile's local labels and face planes to the staging store."""
-    if job.staging.labels is not None and n_labels:
+def stage_local_labels(job: TileJob, tile: Tile, local: np.ndarray, n_labels: int) -> TileSummary:
+    """Write a tile's local labels and face slabs to the staging store."""
+    if not n_labels:
+        return TileSummary(index=tile.index, n_labels=0)
+    if job.staging.labels is not None:
         job.staging.write_labels(
             tile.position, tile.core, local.astype(job.labels_dtype, copy=False)
         )
-    if n_labels:
-        job.staging.write_faces(tile.index, local)
+    faces = job.staging.write_faces(local)
+    return TileSummary(index=tile.index, n_labels=n_labels, faces=faces)
 
 
 def run_fn(job: TileJob, tile: Tile, data: np.ndarray, *, crop: bool = True) -> np.ndarray:
@@ -176,8 +180,7 @@ def process_tile(job: TileJob, index: int) -> TileSummary:
         return job.seams.stage(job, tile, run_fn(job, tile, data, crop=False))
     labels = run_fn(job, tile, data)
     local, n_labels = to_local_labels(labels, job.labels_dtype, tile)
-    stage_local_labels(job, tile, local, n_labels)
-    return TileSummary(index=index, n_labels=n_labels)
+    return stage_local_labels(job, tile, local, n_labels)
 
 
 def stage_label_block(job: TileJob, index: int, block: Any) -> TileSummary:
@@ -188,8 +191,7 @@ def stage_label_block(job: TileJob, index: int, block: Any) -> TileSummary:
         return job.seams.stage(job, tile, labels)
     labels = check_labels(block, tile.core_shape, tile, origin="the labeled input")
     local, n_labels = to_local_labels(labels, job.labels_dtype, tile)
-    stage_local_labels(job, tile, local, n_labels)
-    return TileSummary(index=index, n_labels=n_labels)
+    return stage_local_labels(job, tile, local, n_labels)
 
 
 def scan_label_store(job: TileJob, index: int) -> TileSummary:
