@@ -74,3 +74,31 @@ def test_other_layouts_fall_back_to_zarr(tmp_path):
     box = (slice(2, 4), slice(0, 2))
     write_tile(v2, None, (1, 0), box, np.full((2, 2), 3, dtype="int32"))
     assert read_tile(v2, None, (1, 0), box).tolist() == [[3, 3], [3, 3]]
+
+
+@pytest.mark.parametrize("top", [1, 255, 256, 70_000])
+def test_local_labels_round_trip_in_the_narrowest_type(rng, top):
+    array = create_label_array("a.zarr", (5, 7), (4, 4), "int64")
+    io = ChunkIO.of(array)
+    edge = rng.integers(0, top + 1, size=(1, 3))  # the corner chunk is 1 x 3
+    edge[0, 0] = top
+    io.write_local((1, 1), edge)
+    back = io.read_local((1, 1))
+    assert back.dtype == np.min_scalar_type(top) and back.shape == (1, 3)
+    np.testing.assert_array_equal(back, edge)
+    io.write((0, 0), np.full((4, 4), 9))  # a plain chunk reads back as well
+    assert io.read_local((0, 0)).tolist() == [[9] * 4] * 4
+    assert io.read_local((0, 1)).tolist() == [[0, 0, 0]] * 4  # never written
+
+
+def test_published_output_holds_only_plain_zarr_chunks(tmp_path):
+    from scipy import ndimage as ndi
+
+    from patchworks import tile_process
+
+    image = np.zeros((20, 20), dtype="uint8")
+    image[2:18, 3] = image[5, 1:19] = 1
+    out = str(tmp_path / "out.zarr")
+    tile_process(image, lambda t: ndi.label(t)[0], tile_shape=(6, 6), write_to=out)
+    chunks = [p for p in (tmp_path / "out.zarr" / "c").rglob("*") if p.is_file()]
+    assert chunks and all(p.read_bytes()[:4] == b"\x28\xb5\x2f\xfd" for p in chunks)

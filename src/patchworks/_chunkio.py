@@ -20,6 +20,10 @@ from typing import Any
 
 import numpy as np
 
+#: Start of a chunk file holding staged local labels (:meth:`ChunkIO.write_local`); a zstd
+#: frame (the plain encoding) starts with 28 b5 2f fd instead.
+LOCAL_MAGIC = b"PWL\x01"
+
 
 @dataclass(frozen=True)
 class ChunkIO:
@@ -126,14 +130,53 @@ class ChunkIO:
         data = codec.encode(full) if codec is not None else full.tobytes()
         _write_file(path, data)
 
+    def write_local(self, coords: tuple[int, ...], local: np.ndarray) -> None:
+        """Stage a tile's local labels at grid ``coords`` in the compact private encoding.
+
+        Local labels are ``0..n`` with ``n`` usually small, so they are stored as the
+        narrowest unsigned type that holds them (usually one byte per voxel), with no edge
+        padding: compressing and reading back a quarter of the bytes of an int32 chunk. Only
+        :meth:`read_local` reads this encoding; every staged chunk is rewritten as a plain
+        zarr chunk (:meth:`write`) before the array is published. Arrays stored without
+        compression keep the plain encoding.
+        """
+        if self.level is None:
+            self.write(coords, local)
+            return
+        path = self._path(coords)
+        if not local.any():
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            return
+        dtype = np.min_scalar_type(int(local.max()))
+        data = self._codec().encode(np.ascontiguousarray(local, dtype=dtype.newbyteorder("<")))
+        _write_file(path, LOCAL_MAGIC + bytes([dtype.itemsize]) + bytes(data))
+
+    def read_local(self, coords: tuple[int, ...]) -> np.ndarray:
+        """Local labels staged by :meth:`write_local` (or a plain chunk) at ``coords``."""
+        path = self._path(coords)
+        try:
+            with open(path, "rb") as file:
+                data = file.read()
+        except FileNotFoundError:
+            return np.zeros(self._box(coords), dtype=np.uint8)
+        if not data.startswith(LOCAL_MAGIC):
+            return self._decode(data, coords)
+        itemsize = data[len(LOCAL_MAGIC)]
+        raw = self._codec().decode(data[len(LOCAL_MAGIC) + 1 :])
+        return np.frombuffer(raw, dtype=f"<u{itemsize}").reshape(self._box(coords))
+
     def read(self, coords: tuple[int, ...]) -> np.ndarray:
         """A writable copy of the chunk at grid ``coords``, cropped at the image edge."""
-        out = np.zeros(self.chunks, dtype=self.dtype)
         try:
             with open(self._path(coords), "rb") as file:
                 data = file.read()
         except FileNotFoundError:
-            return out[tuple(slice(0, n) for n in self._box(coords))]
+            return np.zeros(self._box(coords), dtype=self.dtype)
+        return self._decode(data, coords)
+
+    def _decode(self, data: bytes, coords: tuple[int, ...]) -> np.ndarray:
+        out = np.zeros(self.chunks, dtype=self.dtype)
         codec = self._codec()
         if codec is not None:
             codec.decode(data, out=out)

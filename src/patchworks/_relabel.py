@@ -62,12 +62,24 @@ def relabel_tile(job: RelabelJob, index: int) -> None:
         return  # an empty tile staged in place is already all background
     position = job.plan.position(index)
     core = job.plan.core(position)
-    block = read_tile(job.labels, job.labels_io, position, core)
+    block = _read_labels(job, position, core)
     write_tile(job.output, job.output_io, position, core, relabel_block(job, index, block))
+
+
+def _read_labels(job: RelabelJob, position: tuple[int, ...], core: tuple[slice, ...]) -> Any:
+    if job.compact and job.labels_io is not None:
+        return job.labels_io.read_local(position)  # staged compactly by the tile stage
+    return read_tile(job.labels, job.labels_io, position, core)
 
 
 def _relabel_chunk(block: np.ndarray, job: RelabelJob, block_info: Any = None) -> np.ndarray:
     position = block_info[0]["chunk-location"]
+    return relabel_block(job, job.plan.index(position), block)
+
+
+def _relabel_staged_tile(job: RelabelJob, block_info: Any = None) -> np.ndarray:
+    position = tuple(block_info[None]["chunk-location"])
+    block = _read_labels(job, position, job.plan.core(position))
     return relabel_block(job, job.plan.index(position), block)
 
 
@@ -76,6 +88,14 @@ def lazy_relabel(job: RelabelJob) -> Any:
     import dask.array as da
     import zarr
 
+    if job.compact and job.labels_io is not None:  # one task per staged tile
+        return da.map_blocks(
+            _relabel_staged_tile,
+            job=job,
+            chunks=da.core.normalize_chunks(job.plan.tile_shape, job.plan.shape),
+            dtype=job.dtype,
+            meta=np.empty((0,) * job.plan.ndim, dtype=job.dtype),
+        )
     if isinstance(job.labels, zarr.Array):
         labels = da.from_zarr(job.labels)
     else:

@@ -60,8 +60,18 @@ class Staging:
     def write_labels(
         self, position: tuple[int, ...], core: tuple[slice, ...], local: np.ndarray
     ) -> None:
-        """Store the local labels of the tile at ``position`` (one whole chunk)."""
-        write_tile(self.labels, self.labels_io, position, core, local)
+        """Store the local labels of the tile at ``position`` (one whole chunk), compactly
+        (see :meth:`ChunkIO.write_local`) unless the array is not one we can write directly."""
+        if self.labels_io is not None:
+            self.labels_io.write_local(position, local)
+        else:
+            write_tile(self.labels, None, position, core, local.astype(self.labels.dtype))
+
+    def read_labels(self, position: tuple[int, ...], core: tuple[slice, ...]) -> np.ndarray:
+        """The local labels of the tile at ``position``, as :meth:`write_labels` stored them."""
+        if self.labels_io is not None:
+            return self.labels_io.read_local(position)
+        return np.asarray(self.labels[core])
 
     def write_faces(self, local: np.ndarray) -> FaceRef:
         """Store every face slab of a tile with core labels ``local``."""

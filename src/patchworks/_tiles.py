@@ -128,9 +128,7 @@ def stage_local_labels(job: TileJob, tile: Tile, local: np.ndarray, n_labels: in
     if not n_labels:
         return TileSummary(index=tile.index, n_labels=0)
     if job.staging.labels is not None:
-        job.staging.write_labels(
-            tile.position, tile.core, local.astype(job.labels_dtype, copy=False)
-        )
+        job.staging.write_labels(tile.position, tile.core, local)
     faces = job.staging.write_faces(local)
     return TileSummary(index=tile.index, n_labels=n_labels, faces=faces)
 
