@@ -37,6 +37,8 @@ PEER_VENV = os.path.join(HERE, ".peer-venv")
 PEER_REQUIREMENT = "patchworks==3.3.0"
 WHOLE_IMAGE = {"scipy", "cc3d"}
 NEEDS = {"dask-image": "dask_image", "cc3d": "cc3d"}
+#: Stop repeating an engine once its runs have taken this long (slow engines run once).
+REPEAT_BUDGET_S = 60.0
 
 
 def _peak_rss_run(cmd: list[str], timeout: float) -> tuple[int, str, str, float]:
@@ -150,6 +152,46 @@ def table(rows: list[dict], voxels: int) -> str:
     return "\n".join(lines)
 
 
+def _best_of(
+    engine: str, args: dict, base: dict, ns, *, python: str, floors: list, tile: int
+) -> tuple[dict, dict]:
+    """Run ``engine`` up to ``ns.repeat`` times, each right after a floor run; keep the
+    fastest of each (and stop repeating once the engine has taken ``REPEAT_BUDGET_S``).
+
+    The machine may be shared: the floor measured next to the engine sees the same load,
+    and the minimum of several runs is the time least disturbed by other work.
+    """
+    best: dict | None = None
+    best_floor: dict = {}
+    spent = 0.0
+    for attempt in range(ns.repeat):
+        if attempt:
+            shutil.rmtree(args["out"], ignore_errors=True)
+        if engine == "floor":
+            twin = result = run_engine(engine, args, python=python, timeout=ns.timeout)
+        else:
+            floor_out = os.path.join(ns.workdir, f"out-floor-{tile}.zarr")
+            twin = run_engine(
+                "floor", {**base, "out": floor_out}, python=sys.executable, timeout=ns.timeout
+            )
+            shutil.rmtree(floor_out, ignore_errors=True)
+            result = run_engine(engine, args, python=python, timeout=ns.timeout)
+        floors.append(twin.get("seconds"))
+        if "error" in result:
+            return result, twin
+        if best is None or result["seconds"] < best["seconds"]:
+            best = result
+        if twin.get("seconds") and (
+            not best_floor or twin["seconds"] < best_floor.get("seconds", float("inf"))
+        ):
+            best_floor = twin
+        spent += result["seconds"]
+        if spent > REPEAT_BUDGET_S:
+            break
+    assert best is not None
+    return best, best_floor
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="512M", choices=sorted(_data.SIZES))
@@ -160,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=os.path.join(HERE, "_work"))
     parser.add_argument("--quick", action="store_true", help="64 MiB image, 64^3 tiles")
     parser.add_argument("--save", help="also write the tables to this markdown file")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs per engine, each after its own floor run; the fastest of each is kept",
+    )
     ns = parser.parse_args(argv)
     if ns.quick:
         ns.size, ns.tile = "64M", "64"
@@ -220,19 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 args["staged"] = staged
             python = peer_python if engine == "peer" else sys.executable
-            if engine != "floor":
-                # The machine may be shared: measure the floor again right before each
-                # engine and compare the engine with that neighbouring floor.
-                floor_out = os.path.join(ns.workdir, f"out-floor-{tile}.zarr")
-                twin = run_engine(
-                    "floor", {**base, "out": floor_out}, python=sys.executable, timeout=ns.timeout
-                )
-                shutil.rmtree(floor_out, ignore_errors=True)
-                floors.append(twin.get("seconds"))
-            result = run_engine(engine, args, python=python, timeout=ns.timeout)
-            if engine == "floor":
-                twin = result
-                floors.append(result.get("seconds"))
+            result, twin = _best_of(engine, args, base, ns, python=python, floors=floors, tile=tile)
             result["floor"] = twin.get("seconds")
             result["floor_cpu"] = twin.get("cpu_seconds")
             if "error" not in result:
@@ -261,9 +297,10 @@ def main(argv: list[str] | None = None) -> int:
             n_tiles *= -(-n // tile)
         section = [
             f"\n## tiles {tile}^3 ({n_tiles} tiles)\n",
-            f"Floor measured {len(measured)} times (before each engine): "
-            f"{min(measured, default=0):.2f}-{max(measured, default=0):.2f} s; each ratio "
-            "uses the floor run just before the engine. Load average after: "
+            f"Floor measured {len(measured)} times (before each engine run): "
+            f"{min(measured, default=0):.2f}-{max(measured, default=0):.2f} s. Each engine "
+            f"ran up to {ns.repeat} times, each right after a floor run; the table keeps the "
+            "fastest engine run and the fastest of its floor runs. Load average after: "
             f"{os.getloadavg()[0]:.1f}.\n",
             table(rows, voxels),
         ]
