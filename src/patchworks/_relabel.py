@@ -51,8 +51,27 @@ def relabel_block(job: RelabelJob, index: int, block: np.ndarray) -> np.ndarray:
     if n_local == 0:
         return np.zeros(block.shape, dtype=job.dtype)
     local = block if job.compact else fastremap.renumber(block, preserve_zero=True)[0]
-    lut = job.label_map.lut(index, n_local, job.dtype)
-    return lut[local]
+    return apply_lut(local, job.label_map.lut(index, n_local, job.dtype))
+
+
+def apply_lut(local: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """``lut[local]``: fastremap's C++ loop for 4- and 8-byte labels (twice as fast as
+    NumPy's gather, which first widens the indices), NumPy otherwise.
+
+    Examples
+    --------
+    >>> apply_lut(np.array([[0, 2], [1, 2]], dtype="uint8"), np.array([0, 7, 9], dtype="int32"))
+    array([[0, 9],
+           [7, 9]], dtype=int32)
+    """
+    if lut.dtype.itemsize not in (4, 8) or not local.size:
+        return lut[local]
+    if int(local.max()) >= lut.size:  # the C++ loop does not check bounds
+        raise IndexError(f"local label {int(local.max())} outside a table of {lut.size}")
+    unsigned = np.dtype(f"u{lut.dtype.itemsize}")
+    flat = local.astype(unsigned).reshape(-1)  # a fresh copy, remapped in place
+    fastremap.remap_from_array(flat, lut.view(unsigned), in_place=True)
+    return flat.view(lut.dtype).reshape(local.shape)
 
 
 def relabel_tile(job: RelabelJob, index: int) -> None:
