@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
+from unittest import mock
 
 import dask.array as da
+import fastremap
 import numpy as np
 import pytest
 import zarr
@@ -208,3 +210,29 @@ def test_merge_tile_labels_zarr_with_tile_shape_and_numpy(volume):
     zarr.create_array("s.zarr", data=staged, chunks=(4, 10, 10))
     result = merge_tile_labels("s.zarr", tile_shape=(8, 20, 20), write_to="m.zarr")
     assert same_partition(result.compute(), expected_of(volume))
+
+
+@pytest.mark.parametrize("spread", [1, 10**12])
+def test_merge_of_a_user_store_maps_its_labels_without_renumbering_twice(volume, spread):
+    """The relabel stage maps a user's labels through the IDs kept at the scan (a table
+    indexed by label); labels too large for such a table are renumbered again instead."""
+    staged = da.from_array(volume, chunks=(8, 20, 20)).map_blocks(full_label).compute()
+    staged = staged.astype("uint64") * np.uint64(spread)  # same partition, sparse IDs
+    zarr.create_array("s.zarr", data=staged, chunks=(8, 20, 20))
+    calls = Counter()
+    real = fastremap.renumber
+
+    def counting(*args, **kwargs):
+        calls["renumber"] += 1
+        return real(*args, **kwargs)
+
+    with mock.patch("fastremap.renumber", counting):
+        result = merge_tile_labels("s.zarr", write_to="m.zarr", sequential_labels=True)
+    assert same_partition(result.compute(), expected_of(volume))
+    occupied = sum(
+        bool(staged[i : i + 8, j : j + 20, k : k + 20].any())
+        for i in (0, 8)
+        for j in (0, 20)
+        for k in (0, 20)
+    )
+    assert calls["renumber"] == (occupied if spread == 1 else 2 * occupied)

@@ -30,6 +30,7 @@ import numpy as np
 from ._durable import fsync_dir
 
 SLAB_DTYPE = np.dtype("<u4")
+IDS_DTYPE = np.dtype("<u8")
 #: zstd level of the slabs: mostly background and long runs, so level 1 is small and fast.
 SLAB_LEVEL = 1
 _LO, _HI = 0, 1
@@ -37,9 +38,10 @@ _LO, _HI = 0, 1
 
 @dataclass(frozen=True)
 class FaceRef:
-    """Where tile's face slabs are: ``sizes[2 * axis + side]`` bytes each, in order.
+    """Where a tile's face slabs are: ``sizes[2 * axis + side]`` bytes each, in order,
+    then ``sizes[-1]`` bytes of label IDs (see :meth:`FaceStore.append`).
 
-    A size of 0 is an all-background slab, which is not stored.
+    A size of 0 is an all-background slab (or no IDs), which is not stored.
     """
 
     segment: str
@@ -112,8 +114,9 @@ class FaceStore:
             segment = _local.segment = _Segment(self.root)
         return segment
 
-    def append(self, local: np.ndarray) -> FaceRef:
-        """Store every face slab of the core labels ``local``; return where they went."""
+    def append(self, local: np.ndarray, ids: np.ndarray | None = None) -> FaceRef:
+        """Store every face slab of the core labels ``local``, and optionally ``ids`` (the
+        user's label of each local label ``1..n``); return where they went."""
         codec = _codec()
         chunks, sizes = [], []
         for axis in range(local.ndim):
@@ -125,6 +128,9 @@ class FaceStore:
                 data = codec.encode(np.ascontiguousarray(slab, dtype=SLAB_DTYPE))
                 chunks.append(bytes(data))
                 sizes.append(len(chunks[-1]))
+        if ids is not None:
+            chunks.append(bytes(codec.encode(np.ascontiguousarray(ids, dtype=IDS_DTYPE))))
+        sizes.append(len(chunks[-1]) if ids is not None else 0)
         segment = self._segment()
         offset = segment.append(b"".join(chunks)) if chunks else 0
         return FaceRef(segment=os.path.basename(segment.path), offset=offset, sizes=tuple(sizes))
@@ -142,7 +148,8 @@ class FaceIndex:
     """Every tile's :class:`FaceRef` as arrays, to ship to the face stage.
 
     ``segment[t]`` is an index into ``segments`` (-1: tile ``t`` has no labels);
-    ``starts[t, s]`` is the byte offset of slab ``s`` and ``sizes[t, s]`` its length.
+    ``starts[t, s]`` is the byte offset of slab ``s`` (or of the IDs, ``s = -1``) and
+    ``sizes[t, s]`` its length.
     """
 
     segments: tuple[str, ...]
@@ -155,8 +162,8 @@ class FaceIndex:
         names: dict[str, int] = {}
         n = len(refs)
         segment = np.full(n, -1, dtype=np.int32)
-        starts = np.zeros((n, 2 * ndim), dtype=np.int64)
-        sizes = np.zeros((n, 2 * ndim), dtype=np.int64)
+        starts = np.zeros((n, 2 * ndim + 1), dtype=np.int64)
+        sizes = np.zeros((n, 2 * ndim + 1), dtype=np.int64)
         for t, ref in enumerate(refs):
             if ref is None:
                 continue
@@ -186,8 +193,16 @@ class FaceReader:
     def slab(self, tile: int, axis: int, side: str, shape: tuple[int, ...]) -> np.ndarray | None:
         """The ``side`` ("lo" or "hi") slab of ``axis`` of ``tile`` (of ``shape``), or None
         when it is all background or the tile holds no labels."""
+        raw = self._read(tile, 2 * axis + (_LO if side == "lo" else _HI))
+        return None if raw is None else np.frombuffer(raw, dtype=SLAB_DTYPE).reshape(shape)
+
+    def ids(self, tile: int) -> np.ndarray | None:
+        """The label IDs stored with ``tile``'s slabs, or None."""
+        raw = self._read(tile, -1)
+        return None if raw is None else np.frombuffer(raw, dtype=IDS_DTYPE)
+
+    def _read(self, tile: int, slot: int) -> bytes | None:
         segment = int(self.index.segment[tile])
-        slot = 2 * axis + (_LO if side == "lo" else _HI)
         size = int(self.index.sizes[tile, slot])
         if segment < 0 or size == 0:
             return None
@@ -198,5 +213,4 @@ class FaceReader:
         data = os.pread(fd, size, int(self.index.starts[tile, slot]))
         if len(data) != size:
             raise OSError(f"face data of tile {tile} is truncated in {self.store.root!r}")
-        raw = self._codec.decode(data)
-        return np.frombuffer(raw, dtype=SLAB_DTYPE).reshape(shape)
+        return bytes(self._codec.decode(data))

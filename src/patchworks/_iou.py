@@ -59,7 +59,7 @@ class Seams:
 
     def stage(self, job: Any, tile: Tile, labels: np.ndarray) -> TileSummary:
         """Tile-stage hook: renumber a tile's halo labels to ``1..n`` and stage them."""
-        local, n_labels = to_local_labels(labels, job.labels_dtype, tile)
+        local, n_labels, _ = to_local_labels(labels, job.labels_dtype, tile)
         if n_labels:
             self.halos[self.slot(tile, tile.halo_box)] = local.astype(HALO_DTYPE, copy=False)
         return TileSummary(index=tile.index, n_labels=n_labels)

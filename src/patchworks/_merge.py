@@ -80,13 +80,17 @@ def merge(run: MergeRun, *, compute: bool) -> Any:
         "merge: %d objects, %d boundary objects", label_map.n_labels, label_map.boundary_ids.size
     )
     scratch = run.staging.scratch
-    if not run.resumable:  # resume keeps faces until the output is published
+    # Resume keeps faces until the output is published; a user's label store needs the
+    # label IDs kept with them for the relabel stage (see ``_relabel.relabel_block``).
+    if run.compact and not run.resumable:
         _drop_faces(run.staging)
     if run.write_to is None:
         if run.seams is not None:
             lazy = stitched.lazy()
         else:
-            lazy = lazy_relabel(_relabel_job(run, label_map, output=None))
+            # The IDs live in scratch: only a result computed now may use them.
+            job = _relabel_job(run, label_map, output=None, with_ids=compute)
+            lazy = lazy_relabel(job)
         if compute:
             result = np.asarray(lazy.compute())
             remove_tree(scratch)
@@ -113,7 +117,9 @@ def merge(run: MergeRun, *, compute: bool) -> Any:
     return np.asarray(result.compute()) if compute else result
 
 
-def _relabel_job(run: MergeRun, label_map: LabelMap, output: Any) -> RelabelJob:
+def _relabel_job(
+    run: MergeRun, label_map: LabelMap, output: Any, *, with_ids: bool = True
+) -> RelabelJob:
     return RelabelJob(
         plan=run.plan,
         label_map=label_map,
@@ -121,6 +127,8 @@ def _relabel_job(run: MergeRun, label_map: LabelMap, output: Any) -> RelabelJob:
         compact=run.compact,
         dtype=run.dtype,
         output=output,
+        faces=run.staging.faces if with_ids and not run.compact else None,
+        face_index=run.faces,
     )
 
 

@@ -16,6 +16,7 @@ import fastremap
 import numpy as np
 
 from ._chunkio import ChunkIO, read_tile, tile_io, write_tile
+from ._facestore import FaceIndex, FaceStore
 from ._labelmap import LabelMap
 from ._plan import TilePlan
 
@@ -34,6 +35,15 @@ class RelabelJob:
     compact: bool
     dtype: np.dtype
     output: Any = None
+    faces: FaceStore | None = None  # user's labels: the IDs of each tile's local labels
+    face_index: FaceIndex | None = None
+
+    def label_ids(self, index: int) -> np.ndarray | None:
+        """The user's label of each local label of tile ``index``, when they were kept."""
+        if self.faces is None or self.face_index is None:
+            return None
+        with self.faces.reader(self.face_index) as reader:
+            return reader.ids(index)
 
     @cached_property
     def labels_io(self) -> ChunkIO | None:
@@ -50,8 +60,21 @@ def relabel_block(job: RelabelJob, index: int, block: np.ndarray) -> np.ndarray:
     n_local = int(offsets[index + 1] - offsets[index])
     if n_local == 0:
         return np.zeros(block.shape, dtype=job.dtype)
-    local = block if job.compact else fastremap.renumber(block, preserve_zero=True)[0]
-    return apply_lut(local, job.label_map.lut(index, n_local, job.dtype))
+    lut = job.label_map.lut(index, n_local, job.dtype)
+    if job.compact:
+        return apply_lut(block, lut)
+    ids = job.label_ids(index)
+    if ids is not None and ids.size == n_local and int(ids.max()) < _dense_limit(block):
+        # Map the user's labels straight to final labels: no second renumbering.
+        table = np.zeros(int(ids.max()) + 1, dtype=lut.dtype)
+        table[ids] = lut[1:]
+        return apply_lut(block, table)
+    return apply_lut(fastremap.renumber(block, preserve_zero=True)[0], lut)
+
+
+def _dense_limit(block: np.ndarray) -> int:
+    """Largest label for which a table indexed by label costs no more than the block."""
+    return max(block.size, 1 << 16)
 
 
 def apply_lut(local: np.ndarray, lut: np.ndarray) -> np.ndarray:

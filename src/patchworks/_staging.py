@@ -73,9 +73,9 @@ class Staging:
             return self.labels_io.read_local(position)
         return np.asarray(self.labels[core])
 
-    def write_faces(self, local: np.ndarray) -> FaceRef:
-        """Store every face slab of a tile with core labels ``local``."""
-        return self.faces.append(local)
+    def write_faces(self, local: np.ndarray, ids: np.ndarray | None = None) -> FaceRef:
+        """Store every face slab of a tile with core labels ``local`` (and label ``ids``)."""
+        return self.faces.append(local, ids)
 
 
 def create_label_array(path: str, shape, chunks, dtype, *, attributes=None) -> Any:

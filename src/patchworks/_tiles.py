@@ -107,11 +107,12 @@ def check_labels(
 
 def to_local_labels(
     labels: np.ndarray, labels_dtype: np.dtype, tile: Tile
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray, int, dict[Any, Any]]:
     """Renumber labels to ``1..n`` in order of first appearance (0 stays 0).
 
-    The renumbering is deterministic, so the relabel stage can repeat it on a block read
-    back from a user's store and get the same local labels.
+    Returns the local labels, ``n`` and the mapping ``{label: local label}``. The
+    renumbering is deterministic, so the relabel stage can repeat it on a block read back
+    from a user's store and get the same local labels.
     """
     local, mapping = fastremap.renumber(labels, preserve_zero=True, in_place=False)
     n_labels = len(mapping) - (0 in mapping)  # the mapping always holds 0 -> 0
@@ -120,16 +121,41 @@ def to_local_labels(
             f"{tile.describe()} has {n_labels} labels, more than the output `dtype` "
             f"{labels_dtype} can hold ({np.iinfo(labels_dtype).max}); pass dtype='int64'."
         )
-    return local, n_labels
+    return local, n_labels, mapping
 
 
-def stage_local_labels(job: TileJob, tile: Tile, local: np.ndarray, n_labels: int) -> TileSummary:
-    """Write a tile's local labels and face slabs to the staging store."""
+def label_ids(mapping: dict[Any, Any], n_labels: int) -> np.ndarray:
+    """The label that became each local label ``1..n`` (``ids[local - 1]``).
+
+    Examples
+    --------
+    >>> label_ids({0: 0, 17: 2, 5: 1}, 2).tolist()
+    [5, 17]
+    """
+    ids = np.zeros(n_labels, dtype=np.uint64)
+    labels = np.fromiter(mapping.keys(), dtype=np.uint64, count=len(mapping))
+    local = np.fromiter(mapping.values(), dtype=np.int64, count=len(mapping))
+    ids[local[local > 0] - 1] = labels[local > 0]
+    return ids
+
+
+def stage_local_labels(
+    job: TileJob, tile: Tile, local: np.ndarray, n_labels: int, mapping: dict[Any, Any]
+) -> TileSummary:
+    """Write a tile's local labels and face slabs to the staging store.
+
+    When the labels stay in the user's store (no staged labels), the face store also
+    keeps the user's label of each local label, so the relabel stage can map the user's
+    labels straight to final ones instead of renumbering the block again.
+    """
     if not n_labels:
         return TileSummary(index=tile.index, n_labels=0)
+    ids = None
     if job.staging.labels is not None:
         job.staging.write_labels(tile.position, tile.core, local)
-    faces = job.staging.write_faces(local)
+    else:
+        ids = label_ids(mapping, n_labels)
+    faces = job.staging.write_faces(local, ids)
     return TileSummary(index=tile.index, n_labels=n_labels, faces=faces)
 
 
@@ -177,8 +203,8 @@ def process_tile(job: TileJob, index: int) -> TileSummary:
     if job.seams is not None:
         return job.seams.stage(job, tile, run_fn(job, tile, data, crop=False))
     labels = run_fn(job, tile, data)
-    local, n_labels = to_local_labels(labels, job.labels_dtype, tile)
-    return stage_local_labels(job, tile, local, n_labels)
+    local, n_labels, mapping = to_local_labels(labels, job.labels_dtype, tile)
+    return stage_local_labels(job, tile, local, n_labels, mapping)
 
 
 def stage_label_block(job: TileJob, index: int, block: Any) -> TileSummary:
@@ -188,8 +214,8 @@ def stage_label_block(job: TileJob, index: int, block: Any) -> TileSummary:
         labels = check_labels(block, tile.halo_shape, tile, origin="the labeled input")
         return job.seams.stage(job, tile, labels)
     labels = check_labels(block, tile.core_shape, tile, origin="the labeled input")
-    local, n_labels = to_local_labels(labels, job.labels_dtype, tile)
-    return stage_local_labels(job, tile, local, n_labels)
+    local, n_labels, mapping = to_local_labels(labels, job.labels_dtype, tile)
+    return stage_local_labels(job, tile, local, n_labels, mapping)
 
 
 def scan_label_store(job: TileJob, index: int) -> TileSummary:
