@@ -144,31 +144,35 @@ def _assemble(
     """The ``side`` slabs of the tiles in grid ``row`` along ``axis``, over the voxel
     ``box`` of the other axes, as one array (length 1 along ``axis``); None if empty."""
     plan = job.plan
-    tile, grid = plan.tile_shape, plan.grid
-    strides = [math.prod(grid[b + 1 :]) for b in range(plan.ndim)]
-    out = np.zeros(tuple(hi - lo for lo, hi in box), dtype=SLAB_DTYPE)
-    ranges = [
-        [row] if b == axis else range(lo // tile[b], -(-hi // tile[b]))
-        for b, (lo, hi) in enumerate(box)
-    ]
-    found = False
-    for position in itertools.product(*ranges):
-        core = [
-            (p * t, min(p * t + t, n)) for p, t, n in zip(position, tile, plan.shape, strict=True)
-        ]
-        shape = tuple(1 if b == axis else hi - lo for b, (lo, hi) in enumerate(core))
-        index = sum(p * s for p, s in zip(position, strides, strict=True))
-        slab = reader.slab(index, axis, side, shape)
-        if slab is None:
+    strides = [math.prod(plan.grid[b + 1 :]) for b in range(plan.ndim)]
+    # Per axis, for every tile the box touches: (grid position * stride, core length,
+    # part of the slab inside the box, where that part goes in the box).
+    pieces = []
+    for b, (lo, hi) in enumerate(box):
+        if b == axis:
+            pieces.append([(row * strides[b], 1, slice(0, 1), slice(0, 1))])
             continue
-        src, dst = [slice(0, 1)] * plan.ndim, [slice(0, 1)] * plan.ndim
-        for b in range(plan.ndim):
-            if b != axis:
-                lo, hi = max(core[b][0], box[b][0]), min(core[b][1], box[b][1])
-                src[b] = slice(lo - core[b][0], hi - core[b][0])
-                dst[b] = slice(lo - box[b][0], hi - box[b][0])
-        out[tuple(dst)] = slab[tuple(src)]
-        found = True
+        t, n = plan.tile_shape[b], plan.shape[b]
+        axis_pieces = []
+        for p in range(lo // t, -(-hi // t)):
+            start, stop = p * t, min(p * t + t, n)
+            inner = max(start, lo), min(stop, hi)
+            axis_pieces.append(
+                (
+                    p * strides[b],
+                    stop - start,
+                    slice(inner[0] - start, inner[1] - start),
+                    slice(inner[0] - lo, inner[1] - lo),
+                )
+            )
+        pieces.append(axis_pieces)
+    out = np.zeros(tuple(hi - lo for lo, hi in box), dtype=SLAB_DTYPE)
+    found = False
+    for combo in itertools.product(*pieces):
+        slab = reader.slab(sum(c[0] for c in combo), axis, side, tuple(c[1] for c in combo))
+        if slab is not None:
+            out[tuple(c[3] for c in combo)] = slab[tuple(c[2] for c in combo)]
+            found = True
     return out if found else None
 
 

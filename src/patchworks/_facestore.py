@@ -19,6 +19,7 @@ recorded summaries.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import uuid
@@ -74,6 +75,12 @@ class _Segment:
 _local = threading.local()
 
 
+def _compressed(nbytes: int) -> bool:
+    """Whether a slab of ``nbytes`` is stored compressed: below a kilobyte, compressing
+    costs more time than the bytes it saves are worth."""
+    return nbytes >= 1024
+
+
 def _codec() -> Any:
     from numcodecs import Zstd
 
@@ -119,14 +126,15 @@ class FaceStore:
         user's label of each local label ``1..n``); return where they went."""
         codec = _codec()
         chunks, sizes = [], []
+        whole = (slice(None),) * local.ndim
         for axis in range(local.ndim):
-            for plane in (0, -1):
-                slab = np.take(local, [plane], axis=axis)
+            for plane in (slice(0, 1), slice(local.shape[axis] - 1, None)):
+                slab = local[(*whole[:axis], plane)]
                 if not slab.any():
                     sizes.append(0)
                     continue
-                data = codec.encode(np.ascontiguousarray(slab, dtype=SLAB_DTYPE))
-                chunks.append(bytes(data))
+                data = np.ascontiguousarray(slab, dtype=SLAB_DTYPE).tobytes()
+                chunks.append(bytes(codec.encode(data)) if _compressed(len(data)) else data)
                 sizes.append(len(chunks[-1]))
         if ids is not None:
             chunks.append(bytes(codec.encode(np.ascontiguousarray(ids, dtype=IDS_DTYPE))))
@@ -193,15 +201,16 @@ class FaceReader:
     def slab(self, tile: int, axis: int, side: str, shape: tuple[int, ...]) -> np.ndarray | None:
         """The ``side`` ("lo" or "hi") slab of ``axis`` of ``tile`` (of ``shape``), or None
         when it is all background or the tile holds no labels."""
-        raw = self._read(tile, 2 * axis + (_LO if side == "lo" else _HI))
+        nbytes = math.prod(shape) * SLAB_DTYPE.itemsize
+        raw = self._read(tile, 2 * axis + (_LO if side == "lo" else _HI), _compressed(nbytes))
         return None if raw is None else np.frombuffer(raw, dtype=SLAB_DTYPE).reshape(shape)
 
     def ids(self, tile: int) -> np.ndarray | None:
         """The label IDs stored with ``tile``'s slabs, or None."""
-        raw = self._read(tile, -1)
+        raw = self._read(tile, -1, True)
         return None if raw is None else np.frombuffer(raw, dtype=IDS_DTYPE)
 
-    def _read(self, tile: int, slot: int) -> bytes | None:
+    def _read(self, tile: int, slot: int, compressed: bool) -> bytes | None:
         segment = int(self.index.segment[tile])
         size = int(self.index.sizes[tile, slot])
         if segment < 0 or size == 0:
@@ -213,4 +222,4 @@ class FaceReader:
         data = os.pread(fd, size, int(self.index.starts[tile, slot]))
         if len(data) != size:
             raise OSError(f"face data of tile {tile} is truncated in {self.store.root!r}")
-        return bytes(self._codec.decode(data))
+        return bytes(self._codec.decode(data)) if compressed else data
