@@ -12,6 +12,7 @@ from scipy import ndimage as ndi
 
 from conftest import same_partition
 from patchworks import merge_tile_labels, tile_process
+from patchworks._faces import BLOCK_VOXELS
 
 
 @st.composite
@@ -39,20 +40,23 @@ def _labeler(connectivity: int, ndim: int):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(scenes(), st.booleans())
-def test_tile_process_equals_whole_image_label(scene, sequential):
+@given(scenes(), st.booleans(), st.one_of(st.none(), st.integers(1, 40)))
+def test_tile_process_equals_whole_image_label(scene, sequential, block_voxels):
+    """``block_voxels``: big images split each boundary plane of the tile grid into blocks
+    for the face stage; small blocks make that happen on small images too."""
     binary, tile_shape, overlap, connectivity = scene
     fn, structure = _labeler(connectivity, binary.ndim)
     expected, n_expected = ndi.label(binary, structure=structure)
-    result = tile_process(
-        binary.astype("uint8"),
-        fn,
-        tile_shape=tile_shape,
-        overlap=overlap,
-        connectivity=connectivity,
-        sequential_labels=sequential,
-        compute=True,
-    )
+    with mock.patch("patchworks._faces.BLOCK_VOXELS", block_voxels or BLOCK_VOXELS):
+        result = tile_process(
+            binary.astype("uint8"),
+            fn,
+            tile_shape=tile_shape,
+            overlap=overlap,
+            connectivity=connectivity,
+            sequential_labels=sequential,
+            compute=True,
+        )
     assert same_partition(result, expected)
     assert result.min() >= 0
     if sequential:
@@ -72,25 +76,6 @@ def test_merge_tile_labels_on_user_tiling_equals_whole_image_label(scene, sequen
     assert same_partition(result, expected)
     if sequential:
         assert np.array_equal(np.unique(result[result > 0]), np.arange(1, n_expected + 1))
-
-
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(scenes(), st.integers(1, 40))
-def test_face_planes_cut_into_small_blocks_give_the_same_labels(scene, block_voxels):
-    """Big images split each boundary plane into blocks; a block's lower side reaches one
-    voxel into the neighbouring blocks for diagonal connectivity."""
-    binary, tile_shape, _, connectivity = scene
-    fn, structure = _labeler(connectivity, binary.ndim)
-    expected, _ = ndi.label(binary, structure=structure)
-    with mock.patch("patchworks._faces.BLOCK_VOXELS", block_voxels):
-        result = tile_process(
-            binary.astype("uint8"),
-            fn,
-            tile_shape=tile_shape,
-            connectivity=connectivity,
-            compute=True,
-        )
-    assert same_partition(result, expected)
 
 
 def test_objects_joined_only_across_tile_corners_in_small_blocks():

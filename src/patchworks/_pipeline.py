@@ -242,6 +242,7 @@ def tile_process(
             resumable=resume,
             seams=seams,
         )
+        del summaries  # ~600 B per tile; the counts and the face index hold what is needed
         result = merge(run, compute=compute)
         out.close()
         return output.finish(executor, result, plan, compute=compute) if output else result
