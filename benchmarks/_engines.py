@@ -55,7 +55,11 @@ def _boxes(shape, tile):
 
 
 def floor(a: dict) -> dict:
-    """Read every tile of the input and write an int32 label-like array (its mask)."""
+    """Read every tile of the input and write an int32 label-like array (its mask).
+
+    Reads and writes use the same direct chunk-file path patchworks uses (``_chunkio``),
+    so the floor is the fastest I/O this machine does with these files, not zarr's.
+    """
     import zarr
 
     from patchworks._chunkio import ChunkIO
@@ -64,12 +68,14 @@ def floor(a: dict) -> dict:
     tile = tuple(a["tile"])
     start = time.perf_counter()
     image = zarr.open_array(a["image"], mode="r")
+    source = ChunkIO.of(image)
     out = create_label_array(a["out"], image.shape, tile, "int32")
     io = ChunkIO.of(out)
 
     def one(item):
         coords, box = item
-        io.write(coords, (image[box] > THRESHOLD).astype("int32"))
+        block = source.read_box(box) if source is not None else image[box]
+        io.write(coords, (block > THRESHOLD).astype("int32"))
 
     with ThreadPoolExecutor(a["workers"]) as pool:
         list(pool.map(one, _boxes(image.shape, tile)))

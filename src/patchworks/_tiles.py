@@ -16,7 +16,7 @@ from typing import Any
 import fastremap
 import numpy as np
 
-from ._chunkio import ChunkIO, tile_io
+from ._chunkio import ChunkIO, chunk_io
 from ._facestore import FaceRef
 from ._plan import Tile, TilePlan
 from ._source import ImageSource
@@ -49,8 +49,14 @@ class TileJob:
 
     @cached_property
     def source_io(self) -> ChunkIO | None:
-        """Direct chunk reads of a label store whose chunks are the tiles (else None)."""
-        return None if self.source is None else tile_io(self.source.array, self.plan.tile_shape)
+        """Direct chunk-file reads of the input when it is a zarr v3 array on local disk
+        in a layout :class:`ChunkIO` reads, with no channel axis (else None: read through
+        zarr). Zarr's per-call machinery holds the GIL for much of a read, which slows
+        every other thread of the run; reading the chunk files directly does not."""
+        if self.source is None:
+            return None
+        io = chunk_io(self.source.array)
+        return io if io is not None and len(io.shape) == self.plan.ndim else None
 
 
 def _as_numpy(result: Any) -> Any:
@@ -177,11 +183,11 @@ def read_source_box(
 ) -> np.ndarray:
     """Read ``box`` of ``source``; a damaged or unreachable store names the tile.
 
-    ``io`` reads the tile's core as one chunk file, bypassing zarr (see ``_chunkio``).
+    ``io`` reads the box from the chunk files directly, bypassing zarr (see ``_chunkio``).
     """
     try:
-        if io is not None and box == tile.core:
-            return io.read(tile.position)
+        if io is not None:
+            return io.read_box(box)
         return source.read(box)
     except Exception as exc:
         raise ImageReadError(
@@ -194,7 +200,7 @@ def process_tile(job: TileJob, index: int) -> TileSummary:
     """Stage 2 for one tile of ``tile_process``: read, ``fn``, check, crop, stage."""
     assert job.source is not None
     tile = job.plan.tile(index)
-    data = read_source_box(job.source, tile, tile.halo_box)
+    data = read_source_box(job.source, tile, tile.halo_box, io=job.source_io)
     if job.skip_empty:
         core = data[job.source.full_box(tile.crop)]
         threshold = 0 if job.empty_threshold is None else job.empty_threshold
@@ -222,6 +228,6 @@ def scan_label_store(job: TileJob, index: int) -> TileSummary:
     """Stage 2 for a tile of a user's label store: faces only, labels stay where they are."""
     assert job.source is not None
     tile = job.plan.tile(index)
-    io = job.source_io  # direct chunk reads when the store's chunks are the tiles
+    io = job.source_io  # direct chunk-file reads when the store's layout allows them
     block = read_source_box(job.source, tile, tile.core, name="labeled", io=io)
     return stage_label_block(job, index, block)
