@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import numbers
 import os
+import queue
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 import dask
@@ -204,23 +205,30 @@ class Executor:
         return max(4 * self.n_workers, 32)
 
     def _map_threads(self, func, job, indices: Iterable[int], collect, bar) -> None:
+        # Finished futures arrive on a queue (one put per task), so the client thread does
+        # O(1) work per finished task while holding the GIL, instead of re-arming a wait on
+        # every pending future each time one finishes.
         pending: dict[Any, int] = {}
+        finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
         todo = iter(indices)
         threads = ThreadPoolExecutor(max_workers=self.n_workers, thread_name_prefix="patchworks")
         with threads as pool:
+
+            def submit() -> None:
+                index = next(todo, None)
+                if index is not None:
+                    future = pool.submit(func, job, index)
+                    pending[future] = index
+                    future.add_done_callback(finished.put)
+
             try:
-                while True:
-                    while len(pending) < self._window():
-                        index = next(todo, None)
-                        if index is None:
-                            break
-                        pending[pool.submit(func, job, index)] = index
-                    if not pending:
-                        return
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        collect(pending.pop(future), future.result())
-                        bar.update()
+                for _ in range(self._window()):
+                    submit()
+                while pending:
+                    future = finished.get()
+                    collect(pending.pop(future), future.result())
+                    bar.update()
+                    submit()
             except BaseException:
                 for future in pending:
                     future.cancel()

@@ -27,8 +27,9 @@ from ._plan import TilePlan
 
 TAG_SHIFT = 32
 EMPTY_PAIRS = np.empty((0, 2), dtype=np.int64)
-#: Voxels of one side of a boundary plane that one task assembles (8 MiB of uint32).
-BLOCK_VOXELS = 1 << 21
+#: Voxels of one side of a boundary plane that one task assembles (1 MiB of uint32; with
+#: its masks, indices and pairs a task stays under about 20 MiB whatever the image size).
+BLOCK_VOXELS = 1 << 18
 
 
 @dataclass(frozen=True)
