@@ -114,9 +114,7 @@ def test_published_output_holds_only_plain_zarr_chunks(tmp_path):
 def test_read_box_matches_zarr_across_chunks_edges_and_missing_chunks(rng, dtype):
     """Input images are read from their chunk files directly, for any box (halos too)."""
     shape = (9, 14, 7)
-    image = zarr.create_array(
-        "img.zarr", shape=shape, chunks=(4, 5, 3), dtype=dtype, fill_value=0
-    )
+    image = zarr.create_array("img.zarr", shape=shape, chunks=(4, 5, 3), dtype=dtype, fill_value=0)
     data = (rng.random(shape) * 1000).astype(dtype)
     data[:4, :5, :3] = 0  # an all-zero chunk is never stored: read as the fill value
     image[...] = data

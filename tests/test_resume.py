@@ -152,6 +152,26 @@ def test_torn_and_damaged_log_records_only_rerun_those_tiles(volume):
     np.testing.assert_array_equal(result, expected)
 
 
+def test_state_left_by_another_version_is_never_reused(volume):
+    """Staged data from another layout (an older patchworks) would be misread."""
+    import json
+
+    from patchworks._resume import MANIFEST
+
+    interrupt(volume)
+    path = os.path.join(run_dir_for("out.zarr"), "state", MANIFEST)
+    with open(path) as f:
+        manifest = json.load(f)
+    manifest["fingerprint"].update(format=1, version="0.3.0.dev0-old")
+    with open(path, "w") as f:
+        json.dump(manifest, f)
+    with pytest.raises(ResumeMismatchError, match="another version of patchworks"):
+        run(volume, flaky)
+    result = run(volume, flaky, overwrite=True, compute=True)
+    expected = tile_process(volume, flaky, tile_shape=TILES, overlap=2, compute=True)
+    np.testing.assert_array_equal(result, expected)
+
+
 @pytest.mark.parametrize(
     ("change", "component"),
     [

@@ -43,7 +43,10 @@ logger = logging.getLogger(__name__)
 
 SAMPLED_CHUNKS = 8
 FULL_HASH_BYTES = 1 << 30
-STATE_FORMAT = 1
+#: Layout of the resume state (staged arrays, face store, tile summaries). Bump it when
+#: the layout changes, so a state written by another layout is never reused; 2: face slabs
+#: in per-thread segment files and compact staged labels.
+STATE_FORMAT = 2
 
 
 def _digest(data: bytes | memoryview) -> str:

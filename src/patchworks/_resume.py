@@ -262,6 +262,13 @@ class OutputRun:
         if manifest is None:
             return None
         changed = differences(manifest.get("fingerprint", {}), fingerprint)
+        if {"format", "version"} & set(changed) and not self.overwrite:
+            raise ResumeMismatchError(
+                f"`resume=True` found an interrupted run of {self.write_to!r} made by another "
+                f"version of patchworks ({manifest.get('fingerprint', {}).get('version')}); "
+                "its tiles cannot be reused by this one. Finish it with that version, or pass "
+                "overwrite=True to discard it and start over."
+            )
         if changed and not self.overwrite:
             raise ResumeMismatchError(
                 f"`resume=True` found an interrupted run of {self.write_to!r} made with a "
