@@ -118,9 +118,7 @@ class ChunkIO:
         An all-zero block removes the chunk file instead (zarr reads it as fill value 0).
         """
         path = self._path(coords)
-        if not block.any():
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
+        if _drop_if_empty(path, block):
             return
         full = np.ascontiguousarray(block, dtype=self.dtype)
         if full.shape != self.chunks:
@@ -145,9 +143,7 @@ class ChunkIO:
             self.write(coords, local)
             return
         path = self._path(coords)
-        if not local.any():
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
+        if _drop_if_empty(path, local):
             return
         dtype = np.min_scalar_type(int(local.max()))
         data = self._codec().encode(np.ascontiguousarray(local, dtype=dtype.newbyteorder("<")))
@@ -155,11 +151,8 @@ class ChunkIO:
 
     def read_local(self, coords: tuple[int, ...]) -> np.ndarray:
         """Local labels staged by :meth:`write_local` (or a plain chunk) at ``coords``."""
-        path = self._path(coords)
-        try:
-            with open(path, "rb") as file:
-                data = file.read()
-        except FileNotFoundError:
+        data = self._load(coords)
+        if data is None:
             return np.zeros(self._box(coords), dtype=np.uint8)
         if not data.startswith(LOCAL_MAGIC):
             return self._decode(data, coords)
@@ -169,12 +162,18 @@ class ChunkIO:
 
     def read(self, coords: tuple[int, ...]) -> np.ndarray:
         """A writable copy of the chunk at grid ``coords``, cropped at the image edge."""
-        try:
-            with open(self._path(coords), "rb") as file:
-                data = file.read()
-        except FileNotFoundError:
+        data = self._load(coords)
+        if data is None:
             return np.zeros(self._box(coords), dtype=self.dtype)
         return self._decode(data, coords)
+
+    def _load(self, coords: tuple[int, ...]) -> bytes | None:
+        """The bytes of the chunk file at ``coords``; None when it was never written."""
+        try:
+            with open(self._path(coords), "rb") as file:
+                return file.read()
+        except FileNotFoundError:
+            return None
 
     def read_box(self, box: tuple[slice, ...]) -> np.ndarray:
         """The voxels in ``box`` (inside the array), assembled from whole chunk files.
@@ -215,6 +214,16 @@ class ChunkIO:
         else:
             out.ravel()[:] = np.frombuffer(data, dtype=self.dtype)
         return out[tuple(slice(0, n) for n in self._box(coords))]
+
+
+def _drop_if_empty(path: str, block: np.ndarray) -> bool:
+    """Remove the chunk file at ``path`` if ``block`` is all zeros (zarr reads a missing
+    chunk as fill value 0); whether it was."""
+    if block.any():
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+    return True
 
 
 def _write_file(path: str, data: bytes) -> None:

@@ -145,7 +145,7 @@ def _assemble(
     """The ``side`` slabs of the tiles in grid ``row`` along ``axis``, over the voxel
     ``box`` of the other axes, as one array (length 1 along ``axis``); None if empty."""
     plan = job.plan
-    strides = [math.prod(plan.grid[b + 1 :]) for b in range(plan.ndim)]
+    strides = plan.strides
     # Per axis, for every tile the box touches: (grid position * stride, core length,
     # part of the slab inside the box, where that part goes in the box).
     pieces = []
@@ -199,7 +199,7 @@ def plane_pairs(job: FaceJob, task_index: int) -> np.ndarray:
         lower = None if upper is None else _assemble(job, reader, axis, row - 1, "hi", lower_box)
     if upper is None or lower is None:
         return EMPTY_PAIRS
-    strides = [math.prod(plan.grid[b + 1 :]) for b in range(plan.ndim)]
+    strides = plan.strides
     found = []
     for delta in cross_offsets(plan.ndim, axis, job.connectivity):
         up_box, down_box = [slice(0, 1)] * plan.ndim, [slice(0, 1)] * plan.ndim

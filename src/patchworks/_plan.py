@@ -91,6 +91,12 @@ class TilePlan:
     def n_tiles(self) -> int:
         return math.prod(self.grid)
 
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Tile-index step of one grid step along each axis (C order, as :meth:`index`)."""
+        grid = self.grid
+        return tuple(math.prod(grid[b + 1 :]) for b in range(self.ndim))
+
     def position(self, index: int) -> tuple[int, ...]:
         return tuple(int(p) for p in np.unravel_index(index, self.grid))
 

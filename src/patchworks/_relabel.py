@@ -64,9 +64,10 @@ def relabel_block(job: RelabelJob, index: int, block: np.ndarray) -> np.ndarray:
     if job.compact:
         return apply_lut(block, lut)
     ids = job.label_ids(index)
-    if ids is not None and ids.size == n_local and int(ids.max()) < _dense_limit(block):
+    top = int(ids.max()) if ids is not None and ids.size == n_local else None
+    if top is not None and top < _dense_limit(block):
         # Map the user's labels straight to final labels: no second renumbering.
-        table = np.zeros(int(ids.max()) + 1, dtype=lut.dtype)
+        table = np.zeros(top + 1, dtype=lut.dtype)
         table[ids] = lut[1:]
         return apply_lut(block, table)
     return apply_lut(fastremap.renumber(block, preserve_zero=True)[0], lut)

@@ -67,12 +67,6 @@ class Staging:
         else:
             write_tile(self.labels, None, position, core, local.astype(self.labels.dtype))
 
-    def read_labels(self, position: tuple[int, ...], core: tuple[slice, ...]) -> np.ndarray:
-        """The local labels of the tile at ``position``, as :meth:`write_labels` stored them."""
-        if self.labels_io is not None:
-            return self.labels_io.read_local(position)
-        return np.asarray(self.labels[core])
-
     def write_faces(self, local: np.ndarray, ids: np.ndarray | None = None) -> FaceRef:
         """Store every face slab of a tile with core labels ``local`` (and label ``ids``)."""
         return self.faces.append(local, ids)
