@@ -92,6 +92,7 @@ def test_local_labels_round_trip_in_the_narrowest_type(rng, top):
     back = io.read_local((1, 1))
     assert back.dtype == np.min_scalar_type(top) and back.shape == (1, 3)
     np.testing.assert_array_equal(back, edge)
+    np.testing.assert_array_equal(io.read_local((1, 1), reuse=True), edge)
     io.write((0, 0), np.full((4, 4), 9))  # a plain chunk reads back as well
     assert io.read_local((0, 0)).tolist() == [[9] * 4] * 4
     assert io.read_local((0, 1)).tolist() == [[0, 0, 0]] * 4  # never written
@@ -126,3 +127,5 @@ def test_read_box_matches_zarr_across_chunks_edges_and_missing_chunks(rng, dtype
             for a, b in (sorted(rng.choice(n + 1, size=2, replace=False)) for n in shape)
         )
         np.testing.assert_array_equal(io.read_box(box), data[box])
+        # into this thread's reusable buffers, which earlier reads left dirty
+        np.testing.assert_array_equal(io.read_box(box, reuse=True), data[box])

@@ -146,12 +146,12 @@ def _assemble(
     ``box`` of the other axes, as one array (length 1 along ``axis``); None if empty."""
     plan = job.plan
     strides = plan.strides
-    # Per axis, for every tile the box touches: (grid position * stride, core length,
-    # part of the slab inside the box, where that part goes in the box).
+    # Per axis, for every tile the box touches: (grid position * stride, part of the slab
+    # inside the box, where that part goes in the box).
     pieces = []
     for b, (lo, hi) in enumerate(box):
         if b == axis:
-            pieces.append([(row * strides[b], 1, slice(0, 1), slice(0, 1))])
+            pieces.append([(row * strides[b], slice(0, 1), slice(0, 1))])
             continue
         t, n = plan.tile_shape[b], plan.shape[b]
         axis_pieces = []
@@ -161,7 +161,6 @@ def _assemble(
             axis_pieces.append(
                 (
                     p * strides[b],
-                    stop - start,
                     slice(inner[0] - start, inner[1] - start),
                     slice(inner[0] - lo, inner[1] - lo),
                 )
@@ -170,9 +169,9 @@ def _assemble(
     out = np.zeros(tuple(hi - lo for lo, hi in box), dtype=SLAB_DTYPE)
     found = False
     for combo in itertools.product(*pieces):
-        slab = reader.slab(sum(c[0] for c in combo), axis, side, tuple(c[1] for c in combo))
-        if slab is not None:
-            out[tuple(c[3] for c in combo)] = slab[tuple(c[2] for c in combo)]
+        slab = reader.slab(sum(c[0] for c in combo), axis, side)
+        if slab is not None and slab.any():
+            out[tuple(c[2] for c in combo)] = slab[tuple(c[1] for c in combo)]
             found = True
     return out if found else None
 

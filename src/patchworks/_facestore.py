@@ -2,17 +2,20 @@
 
 A tile's *face slabs* are the first (``lo``) and last (``hi``) plane of its core along
 every axis, in local labels: all the face stage needs to find labels that touch across
-tiles. Each slab is compressed on its own and appended to a *segment* file, one per
-worker thread, so a tile adds bytes to an open-ended file instead of creating a file of
-its own (creating a file costs 0.2-1.5 ms on common filesystems, more than the rest of the
-work for small tiles). The tile's :class:`~patchworks._tiles.TileSummary` carries a
-:class:`FaceRef` (segment, offset, compressed slab sizes) back to the client, which hands
-a :class:`FaceIndex` of all of them to the face stage; the face stage reads exactly the
-slabs it needs with positioned reads.
+tiles. A tile's slabs, in the narrowest unsigned type that holds its local labels
+(usually one byte), go into one zstd frame with a small header and, for a user's label
+store, the user's label behind each local label. The frame is appended to a *segment*
+file, one per worker thread, so a tile adds bytes to an open-ended file instead of
+creating a file of its own (creating a file costs 0.2-1.5 ms on common filesystems, more
+than the rest of the work for small tiles), and costs one compression call instead of
+one per slab (each call sets up a compression context, which dominated for small slabs).
+The tile's :class:`~patchworks._tiles.TileSummary` carries a :class:`FaceRef` (segment,
+offset, size) back to the client, which hands a :class:`FaceIndex` of all of them to the
+face stage; the face stage reads the frames it needs with positioned reads.
 
 Each segment has a single writer (its thread, in its process), so offsets are known
 without locks. Segments are named uniquely per thread and process, so workers on several
-machines can share one scratch folder. With ``resume=True`` the slab bytes of a tile are
+machines can share one scratch folder. With ``resume=True`` the frame of a tile is
 flushed to disk before the tile is recorded (``_tilelog``), and the refs travel inside the
 recorded summaries.
 """
@@ -30,24 +33,38 @@ import numpy as np
 
 from ._durable import fsync_dir
 
-SLAB_DTYPE = np.dtype("<u4")
+SLAB_DTYPE = np.dtype("<u4")  # what the face stage assembles slabs into
 IDS_DTYPE = np.dtype("<u8")
-#: zstd level of the slabs: mostly background and long runs, so level 1 is small and fast.
-SLAB_LEVEL = 1
+HEADER_DTYPE = np.dtype("<u8")
+#: zstd level of the frames: mostly background and long runs, so level 1 is small and fast.
+FRAME_LEVEL = 1
 _LO, _HI = 0, 1
 
 
 @dataclass(frozen=True)
 class FaceRef:
-    """Where a tile's face slabs are: ``sizes[2 * axis + side]`` bytes each, in order,
-    then ``sizes[-1]`` bytes of label IDs (see :meth:`FaceStore.append`).
-
-    A size of 0 is an all-background slab (or no IDs), which is not stored.
-    """
+    """Where a tile's frame is: ``size`` bytes at ``offset`` of ``segment`` (see
+    :meth:`FaceStore.append`)."""
 
     segment: str
     offset: int
-    sizes: tuple[int, ...]
+    size: int
+
+
+def face_planes(labels: np.ndarray) -> list[np.ndarray]:
+    """The ``lo`` and ``hi`` planes of ``labels`` along every axis, in that order (views).
+
+    Examples
+    --------
+    >>> [p.ravel().tolist() for p in face_planes(np.arange(6).reshape(2, 3))]
+    [[0, 1, 2], [3, 4, 5], [0, 3], [2, 5]]
+    """
+    whole = (slice(None),) * labels.ndim
+    return [
+        labels[(*whole[:axis], plane)]
+        for axis in range(labels.ndim)
+        for plane in (slice(0, 1), slice(labels.shape[axis] - 1, None))
+    ]
 
 
 class _Segment:
@@ -75,16 +92,10 @@ class _Segment:
 _local = threading.local()
 
 
-def _compressed(nbytes: int) -> bool:
-    """Whether a slab of ``nbytes`` is stored compressed: below a kilobyte, compressing
-    costs more time than the bytes it saves are worth."""
-    return nbytes >= 1024
-
-
 def _codec() -> Any:
     from numcodecs import Zstd
 
-    return Zstd(level=SLAB_LEVEL)
+    return Zstd(level=FRAME_LEVEL)
 
 
 @dataclass(frozen=True)
@@ -96,10 +107,10 @@ class FaceStore:
     >>> import tempfile
     >>> store = FaceStore.create(tempfile.mkdtemp())
     >>> local = np.arange(12, dtype="uint8").reshape(3, 4)
-    >>> ref = store.append(local)
-    >>> index = FaceIndex.of([ref], 2)
+    >>> ref = store.append(local.shape, face_planes(local))
+    >>> index = FaceIndex.of([ref])
     >>> with store.reader(index) as reader:
-    ...     reader.slab(0, 1, "hi", (3, 1)).ravel().tolist()
+    ...     reader.slab(0, 1, "hi").ravel().tolist()
     [3, 7, 11]
     """
 
@@ -121,27 +132,27 @@ class FaceStore:
             segment = _local.segment = _Segment(self.root)
         return segment
 
-    def append(self, local: np.ndarray, ids: np.ndarray | None = None) -> FaceRef:
-        """Store every face slab of the core labels ``local``, and optionally ``ids`` (the
-        user's label of each local label ``1..n``); return where they went."""
-        codec = _codec()
-        chunks, sizes = [], []
-        whole = (slice(None),) * local.ndim
-        for axis in range(local.ndim):
-            for plane in (slice(0, 1), slice(local.shape[axis] - 1, None)):
-                slab = local[(*whole[:axis], plane)]
-                if not slab.any():
-                    sizes.append(0)
-                    continue
-                data = np.ascontiguousarray(slab, dtype=SLAB_DTYPE).tobytes()
-                chunks.append(bytes(codec.encode(data)) if _compressed(len(data)) else data)
-                sizes.append(len(chunks[-1]))
+    def append(
+        self,
+        core_shape: tuple[int, ...],
+        planes: list[np.ndarray],
+        ids: np.ndarray | None = None,
+    ) -> FaceRef:
+        """Store the :func:`face_planes` of a tile with core ``core_shape`` (in local
+        labels), and optionally ``ids`` (the user's label of each local label ``1..n``);
+        return where they went."""
+        top = max((int(p.max()) for p in planes if p.size), default=0)
+        dtype = np.min_scalar_type(top).newbyteorder("<")
+        header = [dtype.itemsize, len(core_shape), *core_shape, -1 if ids is None else ids.size]
+        parts = [np.array(header, dtype=np.int64).astype(HEADER_DTYPE).tobytes()]
+        parts += [np.ascontiguousarray(p, dtype=dtype).tobytes() for p in planes]
         if ids is not None:
-            chunks.append(bytes(codec.encode(np.ascontiguousarray(ids, dtype=IDS_DTYPE))))
-        sizes.append(len(chunks[-1]) if ids is not None else 0)
+            parts.append(np.ascontiguousarray(ids, dtype=IDS_DTYPE).tobytes())
+        frame = bytes(_codec().encode(b"".join(parts)))
         segment = self._segment()
-        offset = segment.append(b"".join(chunks)) if chunks else 0
-        return FaceRef(segment=os.path.basename(segment.path), offset=offset, sizes=tuple(sizes))
+        return FaceRef(
+            segment=os.path.basename(segment.path), offset=segment.append(frame), size=len(frame)
+        )
 
     def path(self, ref: FaceRef) -> str:
         """The segment file holding ``ref`` (to flush it before recording the tile)."""
@@ -155,9 +166,8 @@ class FaceStore:
 class FaceIndex:
     """Every tile's :class:`FaceRef` as arrays, to ship to the face stage.
 
-    ``segment[t]`` is an index into ``segments`` (-1: tile ``t`` has no labels);
-    ``starts[t, s]`` is the byte offset of slab ``s`` (or of the IDs, ``s = -1``) and
-    ``sizes[t, s]`` its length.
+    ``segment[t]`` is an index into ``segments`` (-1: tile ``t`` has no labels); its frame
+    is ``sizes[t]`` bytes at ``starts[t]``.
     """
 
     segments: tuple[str, ...]
@@ -166,23 +176,40 @@ class FaceIndex:
     sizes: np.ndarray
 
     @classmethod
-    def of(cls, refs: list[FaceRef | None], ndim: int) -> FaceIndex:
+    def of(cls, refs: list[FaceRef | None]) -> FaceIndex:
         names: dict[str, int] = {}
         n = len(refs)
         segment = np.full(n, -1, dtype=np.int32)
-        starts = np.zeros((n, 2 * ndim + 1), dtype=np.int64)
-        sizes = np.zeros((n, 2 * ndim + 1), dtype=np.int64)
+        starts = np.zeros(n, dtype=np.int64)
+        sizes = np.zeros(n, dtype=np.int64)
         for t, ref in enumerate(refs):
-            if ref is None:
-                continue
-            segment[t] = names.setdefault(ref.segment, len(names))
-            sizes[t] = ref.sizes
-            starts[t] = ref.offset + np.concatenate([[0], np.cumsum(ref.sizes)[:-1]])
+            if ref is not None:
+                segment[t] = names.setdefault(ref.segment, len(names))
+                starts[t], sizes[t] = ref.offset, ref.size
         return cls(segments=tuple(names), segment=segment, starts=starts, sizes=sizes)
 
 
+class _Frame:
+    """One tile's decoded frame: its slabs and label IDs, as views of the frame's bytes."""
+
+    def __init__(self, raw: bytes) -> None:
+        itemsize, ndim = (int(v) for v in np.frombuffer(raw, HEADER_DTYPE, count=2))
+        header = np.frombuffer(raw, HEADER_DTYPE, count=3 + ndim).astype(np.int64)
+        shape, n_ids = tuple(int(n) for n in header[2 : 2 + ndim]), int(header[-1])
+        dtype = np.dtype(f"<u{itemsize}")
+        offset = header.nbytes
+        self.slabs = []
+        for axis in range(ndim):
+            plane = (*shape[:axis], 1, *shape[axis + 1 :])
+            for _ in (_LO, _HI):
+                count = math.prod(plane)
+                self.slabs.append(np.frombuffer(raw, dtype, count, offset).reshape(plane))
+                offset += count * itemsize
+        self.ids = None if n_ids < 0 else np.frombuffer(raw, IDS_DTYPE, n_ids, offset)
+
+
 class FaceReader:
-    """Positioned reads of single slabs; keeps each segment open for one task."""
+    """Positioned reads of tiles' frames; keeps each segment open for one task."""
 
     def __init__(self, store: FaceStore, index: FaceIndex) -> None:
         self.store = store
@@ -198,28 +225,27 @@ class FaceReader:
             os.close(fd)
         self._fds.clear()
 
-    def slab(self, tile: int, axis: int, side: str, shape: tuple[int, ...]) -> np.ndarray | None:
-        """The ``side`` ("lo" or "hi") slab of ``axis`` of ``tile`` (of ``shape``), or None
-        when it is all background or the tile holds no labels."""
-        nbytes = math.prod(shape) * SLAB_DTYPE.itemsize
-        raw = self._read(tile, 2 * axis + (_LO if side == "lo" else _HI), _compressed(nbytes))
-        return None if raw is None else np.frombuffer(raw, dtype=SLAB_DTYPE).reshape(shape)
+    def slab(self, tile: int, axis: int, side: str) -> np.ndarray | None:
+        """The ``side`` ("lo" or "hi") slab of ``axis`` of ``tile`` (length 1 along
+        ``axis``), or None when the tile holds no labels."""
+        frame = self._frame(tile)
+        return None if frame is None else frame.slabs[2 * axis + (_LO if side == "lo" else _HI)]
 
     def ids(self, tile: int) -> np.ndarray | None:
         """The label IDs stored with ``tile``'s slabs, or None."""
-        raw = self._read(tile, -1, True)
-        return None if raw is None else np.frombuffer(raw, dtype=IDS_DTYPE)
+        frame = self._frame(tile)
+        return None if frame is None else frame.ids
 
-    def _read(self, tile: int, slot: int, compressed: bool) -> bytes | None:
+    def _frame(self, tile: int) -> _Frame | None:
         segment = int(self.index.segment[tile])
-        size = int(self.index.sizes[tile, slot])
-        if segment < 0 or size == 0:
+        if segment < 0:
             return None
         fd = self._fds.get(segment)
         if fd is None:
             path = os.path.join(self.store.root, self.index.segments[segment])
             fd = self._fds[segment] = os.open(path, os.O_RDONLY)
-        data = os.pread(fd, size, int(self.index.starts[tile, slot]))
+        size = int(self.index.sizes[tile])
+        data = os.pread(fd, size, int(self.index.starts[tile]))
         if len(data) != size:
             raise OSError(f"face data of tile {tile} is truncated in {self.store.root!r}")
-        return bytes(self._codec.decode(data)) if compressed else data
+        return _Frame(bytes(self._codec.decode(data)))

@@ -59,10 +59,11 @@ class Seams:
 
     def stage(self, job: Any, tile: Tile, labels: np.ndarray) -> TileSummary:
         """Tile-stage hook: renumber a tile's halo labels to ``1..n`` and stage them."""
-        local, n_labels, _ = to_local_labels(labels, job.labels_dtype, tile)
-        if n_labels:
-            self.halos[self.slot(tile, tile.halo_box)] = local.astype(HALO_DTYPE, copy=False)
-        return TileSummary(index=tile.index, n_labels=n_labels)
+        local = to_local_labels(labels, job.labels_dtype, tile)
+        if local.n:
+            halo = local.of(labels).astype(HALO_DTYPE, copy=False)
+            self.halos[self.slot(tile, tile.halo_box)] = halo
+        return TileSummary(index=tile.index, n_labels=local.n)
 
     def slot(self, tile: Tile, box: Box) -> tuple[Any, ...]:
         """Index into :attr:`halos` of the image box ``box`` (inside ``tile.halo_box``)."""

@@ -15,10 +15,11 @@ from typing import Any
 import fastremap
 import numpy as np
 
-from ._chunkio import ChunkIO, read_tile, tile_io, write_tile
+from ._chunkio import ChunkIO, read_tile, reusable, tile_io, write_tile
 from ._facestore import FaceIndex, FaceStore
 from ._labelmap import LabelMap
 from ._plan import TilePlan
+from ._tiles import dense_limit
 
 
 @dataclass(frozen=True)
@@ -54,33 +55,35 @@ class RelabelJob:
         return tile_io(self.output, self.plan.tile_shape)
 
 
-def relabel_block(job: RelabelJob, index: int, block: np.ndarray) -> np.ndarray:
-    """Final labels of tile ``index`` from its block of (local or user) labels."""
+def relabel_block(
+    job: RelabelJob, index: int, block: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Final labels of tile ``index`` from its block of (local or user) labels, written
+    into ``out`` when given."""
     offsets = job.label_map.offsets
     n_local = int(offsets[index + 1] - offsets[index])
     if n_local == 0:
-        return np.zeros(block.shape, dtype=job.dtype)
+        if out is None:
+            return np.zeros(block.shape, dtype=job.dtype)
+        out.fill(0)
+        return out
     lut = job.label_map.lut(index, n_local, job.dtype)
     if job.compact:
-        return apply_lut(block, lut)
+        return apply_lut(block, lut, out)
     ids = job.label_ids(index)
     top = int(ids.max()) if ids is not None and ids.size == n_local else None
-    if top is not None and top < _dense_limit(block):
+    if top is not None and top < dense_limit(block.size):
         # Map the user's labels straight to final labels: no second renumbering.
         table = np.zeros(top + 1, dtype=lut.dtype)
         table[ids] = lut[1:]
-        return apply_lut(block, table)
-    return apply_lut(fastremap.renumber(block, preserve_zero=True)[0], lut)
+        return apply_lut(block, table, out)
+    # Sparse IDs: renumber again exactly as the tile stage did (``_tiles.to_local_labels``).
+    return apply_lut(fastremap.renumber(block, preserve_zero=True)[0], lut, out)
 
 
-def _dense_limit(block: np.ndarray) -> int:
-    """Largest label for which a table indexed by label costs no more than the block."""
-    return max(block.size, 1 << 16)
-
-
-def apply_lut(local: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """``lut[local]``: fastremap's C++ loop for 4- and 8-byte labels (twice as fast as
-    NumPy's gather, which first widens the indices), NumPy otherwise.
+def apply_lut(local: np.ndarray, lut: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``lut[local]``, into ``out`` when given; NumPy's ``take``, which releases the GIL
+    (fastremap's loop is as fast on one thread but holds it, serialising the workers).
 
     Examples
     --------
@@ -88,14 +91,9 @@ def apply_lut(local: np.ndarray, lut: np.ndarray) -> np.ndarray:
     array([[0, 9],
            [7, 9]], dtype=int32)
     """
-    if lut.dtype.itemsize not in (4, 8) or not local.size:
-        return lut[local]
-    if int(local.max()) >= lut.size:  # the C++ loop does not check bounds
-        raise IndexError(f"local label {int(local.max())} outside a table of {lut.size}")
-    unsigned = np.dtype(f"u{lut.dtype.itemsize}")
-    flat = local.astype(unsigned).reshape(-1)  # a fresh copy, remapped in place
-    fastremap.remap_from_array(flat, lut.view(unsigned), in_place=True)
-    return flat.view(lut.dtype).reshape(local.shape)
+    if local.size and int(local.max()) >= lut.size:  # "clip" does not check bounds
+        raise IndexError(f"label {int(local.max())} outside a table of {lut.size}")
+    return np.take(lut, local, out=out, mode="clip")
 
 
 def relabel_tile(job: RelabelJob, index: int) -> None:
@@ -105,14 +103,18 @@ def relabel_tile(job: RelabelJob, index: int) -> None:
         return  # an empty tile staged in place is already all background
     position = job.plan.position(index)
     core = job.plan.core(position)
-    block = _read_labels(job, position, core)
-    write_tile(job.output, job.output_io, position, core, relabel_block(job, index, block))
+    # Both buffers are this thread's own and are done with once the tile is written.
+    block = _read_labels(job, position, core, reuse=True)
+    final = relabel_block(job, index, block, reusable("relabel", block.shape, job.dtype))
+    write_tile(job.output, job.output_io, position, core, final)
 
 
-def _read_labels(job: RelabelJob, position: tuple[int, ...], core: tuple[slice, ...]) -> Any:
+def _read_labels(
+    job: RelabelJob, position: tuple[int, ...], core: tuple[slice, ...], *, reuse: bool = False
+) -> Any:
     if job.compact and job.labels_io is not None:
-        return job.labels_io.read_local(position)  # staged compactly by the tile stage
-    return read_tile(job.labels, job.labels_io, position, core)
+        return job.labels_io.read_local(position, reuse=reuse)  # staged by the tile stage
+    return read_tile(job.labels, job.labels_io, position, core, reuse=reuse)
 
 
 def _relabel_chunk(block: np.ndarray, job: RelabelJob, block_info: Any = None) -> np.ndarray:

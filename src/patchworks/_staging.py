@@ -67,9 +67,11 @@ class Staging:
         else:
             write_tile(self.labels, None, position, core, local.astype(self.labels.dtype))
 
-    def write_faces(self, local: np.ndarray, ids: np.ndarray | None = None) -> FaceRef:
-        """Store every face slab of a tile with core labels ``local`` (and label ``ids``)."""
-        return self.faces.append(local, ids)
+    def write_faces(
+        self, core_shape: tuple[int, ...], planes: list[np.ndarray], ids: np.ndarray | None = None
+    ) -> FaceRef:
+        """Store the face planes (in local labels) of a tile's core, and label ``ids``."""
+        return self.faces.append(core_shape, planes, ids)
 
 
 def create_label_array(path: str, shape, chunks, dtype, *, attributes=None) -> Any:

@@ -44,7 +44,7 @@ def run_durably(durable: DurableTiles, index: int) -> Any:
             index,
         )
         faces = getattr(summary, "faces", None)
-        if faces is not None and any(faces.sizes):
+        if faces is not None:
             fsync_paths([job.staging.faces.path(faces)])
     return summary
 

@@ -16,8 +16,8 @@ from typing import Any
 import fastremap
 import numpy as np
 
-from ._chunkio import ChunkIO, chunk_io
-from ._facestore import FaceRef
+from ._chunkio import ChunkIO, chunk_io, reusable
+from ._facestore import FaceRef, face_planes
 from ._plan import Tile, TilePlan
 from ._source import ImageSource
 from ._staging import Staging
@@ -111,34 +111,105 @@ def check_labels(
     return result
 
 
-def to_local_labels(
-    labels: np.ndarray, labels_dtype: np.dtype, tile: Tile
-) -> tuple[np.ndarray, int, dict[Any, Any]]:
-    """Renumber labels to ``1..n`` in order of first appearance (0 stays 0).
+def dense_limit(size: int) -> int:
+    """Largest label for which a table indexed by label costs no more than ``size`` voxels
+    of labels (the renumbering and the relabel stage's table stay bounded by the tile)."""
+    return max(size, 1 << 16)
 
-    Returns the local labels, ``n`` and the mapping ``{label: local label}``. The
-    renumbering is deterministic, so the relabel stage can repeat it on a block read back
-    from a user's store and get the same local labels.
+
+@dataclass(frozen=True)
+class LocalLabels:
+    """How one tile's labels become local labels ``1..n`` (0 stays background).
+
+    Two ways, chosen by the largest label: labels below :func:`dense_limit` get local
+    labels in increasing order of label, through a table indexed by label (``table``;
+    None when the labels are ``1..n`` already, the common case, which needs no copy).
+    Larger, sparse IDs are renumbered by fastremap in order of first appearance
+    (``renumbered``, the whole tile). Both are deterministic, so the relabel stage can
+    repeat them on a block read back from a user's store and get the same local labels.
     """
-    local, mapping = fastremap.renumber(labels, preserve_zero=True, in_place=False)
-    n_labels = len(mapping) - (0 in mapping)  # the mapping always holds 0 -> 0
-    if n_labels > np.iinfo(labels_dtype).max:
-        raise LabelOverflowError(
-            f"{tile.describe()} has {n_labels} labels, more than the output `dtype` "
-            f"{labels_dtype} can hold ({np.iinfo(labels_dtype).max}); pass dtype='int64'."
-        )
-    return local, n_labels, mapping
+
+    n: int
+    ids: np.ndarray  # ids[local - 1] is the label that became local label ``local``
+    table: np.ndarray | None = None
+    renumbered: np.ndarray | None = None
+
+    def of(self, labels: np.ndarray) -> np.ndarray:
+        """Local labels of ``labels`` (the tile itself, or any part of it)."""
+        if self.renumbered is not None:
+            if labels.shape != self.renumbered.shape:
+                raise ValueError("sparse labels are renumbered for their whole tile only")
+            return self.renumbered
+        return labels if self.table is None else self.table[labels]
+
+    def faces(self, labels: np.ndarray) -> list[np.ndarray]:
+        """The face planes of the tile ``labels``, in local labels."""
+        if self.renumbered is not None:
+            return face_planes(self.renumbered)
+        return [self.of(plane) for plane in face_planes(labels)]
 
 
-def label_ids(mapping: dict[Any, Any], n_labels: int) -> np.ndarray:
-    """The label that became each local label ``1..n`` (``ids[local - 1]``).
+def to_local_labels(labels: np.ndarray, labels_dtype: np.dtype, tile: Tile) -> LocalLabels:
+    """Find the labels of a tile and how they become local labels ``1..n``.
 
     Examples
     --------
-    >>> label_ids({0: 0, 17: 2, 5: 1}, 2).tolist()
-    [5, 17]
+    >>> from patchworks._plan import TilePlan
+    >>> tile = TilePlan((4,), (4,), (0,)).tile(0)
+    >>> local = to_local_labels(np.array([0, 9, 4, 9]), np.dtype("int32"), tile)
+    >>> local.n, local.ids.tolist(), local.of(np.array([0, 9, 4, 9])).tolist()
+    (2, [4, 9], [0, 2, 1, 2])
     """
-    ids = np.zeros(n_labels, dtype=np.uint64)
+    flat = labels.reshape(-1)
+    top = int(flat.max()) if flat.size else 0
+    if top < dense_limit(flat.size):
+        ids = present_labels(flat, top)
+        if ids.size == top:  # already 1..n
+            table = None
+        else:
+            table = np.zeros(top + 1, dtype=np.min_scalar_type(ids.size))
+            table[ids] = np.arange(1, ids.size + 1, dtype=table.dtype)
+        local = LocalLabels(n=int(ids.size), ids=ids.astype(np.uint64), table=table)
+    else:
+        renumbered, mapping = fastremap.renumber(labels, preserve_zero=True, in_place=False)
+        local = LocalLabels(
+            n=len(mapping) - (0 in mapping),  # the mapping always holds 0 -> 0
+            ids=_ids_of(mapping),
+            renumbered=renumbered,
+        )
+    if local.n > np.iinfo(labels_dtype).max:
+        raise LabelOverflowError(
+            f"{tile.describe()} has {local.n} labels, more than the output `dtype` "
+            f"{labels_dtype} can hold ({np.iinfo(labels_dtype).max}); pass dtype='int64'."
+        )
+    return local
+
+
+def present_labels(flat: np.ndarray, top: int) -> np.ndarray:
+    """The distinct nonzero values of the 1-D ``flat`` (all in ``0..top``), sorted.
+
+    Only the first voxel of every run of equal values is looked up: segmentations come in
+    long runs, so this touches a few percent of the voxels, in NumPy loops that release
+    the GIL (fastremap's ``unique`` holds it throughout, which serialises the threads).
+
+    Examples
+    --------
+    >>> present_labels(np.array([3, 3, 0, 0, 1, 3, 3]), 3).tolist()
+    [1, 3]
+    """
+    starts = reusable("starts", flat.shape, bool)
+    starts[:1] = True
+    np.not_equal(flat[1:], flat[:-1], out=starts[1:])
+    present = np.zeros(top + 1, dtype=bool)
+    present[flat[starts]] = True
+    present[0] = False
+    return np.flatnonzero(present)
+
+
+def _ids_of(mapping: dict[Any, Any]) -> np.ndarray:
+    """The label that became each local label ``1..n`` (``ids[local - 1]``)."""
+    n = len(mapping) - (0 in mapping)
+    ids = np.zeros(n, dtype=np.uint64)
     labels = np.fromiter(mapping.keys(), dtype=np.uint64, count=len(mapping))
     local = np.fromiter(mapping.values(), dtype=np.int64, count=len(mapping))
     ids[local[local > 0] - 1] = labels[local > 0]
@@ -146,23 +217,23 @@ def label_ids(mapping: dict[Any, Any], n_labels: int) -> np.ndarray:
 
 
 def stage_local_labels(
-    job: TileJob, tile: Tile, local: np.ndarray, n_labels: int, mapping: dict[Any, Any]
+    job: TileJob, tile: Tile, labels: np.ndarray, local: LocalLabels
 ) -> TileSummary:
     """Write a tile's local labels and face slabs to the staging store.
 
-    When the labels stay in the user's store (no staged labels), the face store also
-    keeps the user's label of each local label, so the relabel stage can map the user's
-    labels straight to final ones instead of renumbering the block again.
+    When the labels stay in the user's store (no staged labels), only the faces are
+    converted to local labels, and the face store also keeps the user's label of each
+    local label, so the relabel stage can map the user's labels straight to final ones.
     """
-    if not n_labels:
+    if not local.n:
         return TileSummary(index=tile.index, n_labels=0)
     ids = None
     if job.staging.labels is not None:
-        job.staging.write_labels(tile.position, tile.core, local)
+        job.staging.write_labels(tile.position, tile.core, local.of(labels))
     else:
-        ids = label_ids(mapping, n_labels)
-    faces = job.staging.write_faces(local, ids)
-    return TileSummary(index=tile.index, n_labels=n_labels, faces=faces)
+        ids = local.ids
+    faces = job.staging.write_faces(labels.shape, local.faces(labels), ids)
+    return TileSummary(index=tile.index, n_labels=local.n, faces=faces)
 
 
 def run_fn(job: TileJob, tile: Tile, data: np.ndarray, *, crop: bool = True) -> np.ndarray:
@@ -179,15 +250,22 @@ def run_fn(job: TileJob, tile: Tile, data: np.ndarray, *, crop: bool = True) -> 
 
 
 def read_source_box(
-    source: ImageSource, tile: Tile, box: Any, *, name: str = "image", io: ChunkIO | None = None
+    source: ImageSource,
+    tile: Tile,
+    box: Any,
+    *,
+    name: str = "image",
+    io: ChunkIO | None = None,
+    reuse: bool = False,
 ) -> np.ndarray:
     """Read ``box`` of ``source``; a damaged or unreachable store names the tile.
 
-    ``io`` reads the box from the chunk files directly, bypassing zarr (see ``_chunkio``).
+    ``io`` reads the box from the chunk files directly, bypassing zarr (see ``_chunkio``),
+    into this thread's reusable buffer with ``reuse`` (never for data handed to ``fn``).
     """
     try:
         if io is not None:
-            return io.read_box(box)
+            return io.read_box(box, reuse=reuse)
         return source.read(box)
     except Exception as exc:
         raise ImageReadError(
@@ -209,8 +287,7 @@ def process_tile(job: TileJob, index: int) -> TileSummary:
     if job.seams is not None:
         return job.seams.stage(job, tile, run_fn(job, tile, data, crop=False))
     labels = run_fn(job, tile, data)
-    local, n_labels, mapping = to_local_labels(labels, job.labels_dtype, tile)
-    return stage_local_labels(job, tile, local, n_labels, mapping)
+    return stage_local_labels(job, tile, labels, to_local_labels(labels, job.labels_dtype, tile))
 
 
 def stage_label_block(job: TileJob, index: int, block: Any) -> TileSummary:
@@ -220,8 +297,7 @@ def stage_label_block(job: TileJob, index: int, block: Any) -> TileSummary:
         labels = check_labels(block, tile.halo_shape, tile, origin="the labeled input")
         return job.seams.stage(job, tile, labels)
     labels = check_labels(block, tile.core_shape, tile, origin="the labeled input")
-    local, n_labels, mapping = to_local_labels(labels, job.labels_dtype, tile)
-    return stage_local_labels(job, tile, local, n_labels, mapping)
+    return stage_local_labels(job, tile, labels, to_local_labels(labels, job.labels_dtype, tile))
 
 
 def scan_label_store(job: TileJob, index: int) -> TileSummary:
@@ -229,5 +305,5 @@ def scan_label_store(job: TileJob, index: int) -> TileSummary:
     assert job.source is not None
     tile = job.plan.tile(index)
     io = job.source_io  # direct chunk-file reads when the store's layout allows them
-    block = read_source_box(job.source, tile, tile.core, name="labeled", io=io)
+    block = read_source_box(job.source, tile, tile.core, name="labeled", io=io, reuse=True)
     return stage_label_block(job, index, block)

@@ -1,0 +1,101 @@
+"""Renumbering a tile to local labels, the face store's frames and reusable buffers."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from patchworks._chunkio import REUSABLE_BYTES, reusable
+from patchworks._facestore import FaceIndex, FaceStore, face_planes
+from patchworks._plan import TilePlan
+from patchworks._tiles import dense_limit, present_labels, to_local_labels
+
+TILE = TilePlan((4,), (4,), (0,)).tile(0)
+
+
+def _expected_local(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.unique(labels[labels > 0])
+    local = np.searchsorted(ids, labels) + 1
+    return ids, np.where(labels > 0, local, 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 7), min_size=1, max_size=3),
+    top=st.integers(0, 300),
+    runs=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_dense_local_labels_are_ranks_of_the_labels(shape, top, runs, seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, top + 1, size=shape).astype("int32")
+    if runs:  # long runs of equal labels, as segmentations have
+        labels = np.sort(labels, axis=-1)
+    local = to_local_labels(labels, np.dtype("int32"), TILE)
+    ids, expected = _expected_local(labels)
+    assert local.n == ids.size and local.ids.tolist() == ids.tolist()
+    assert np.array_equal(local.of(labels), expected)
+    for plane, want in zip(local.faces(labels), face_planes(expected), strict=True):
+        assert np.array_equal(plane, want)
+
+
+def test_labels_already_one_to_n_are_used_as_they_are():
+    labels = np.array([[0, 2], [1, 2]], dtype="int32")
+    local = to_local_labels(labels, np.dtype("int32"), TILE)
+    assert local.table is None and local.of(labels) is labels and local.n == 2
+
+
+def test_sparse_labels_are_renumbered_by_first_appearance():
+    labels = np.array([0, 7 * 10**12, 5, 7 * 10**12], dtype="uint64")
+    assert int(labels.max()) >= dense_limit(labels.size)
+    local = to_local_labels(labels, np.dtype("int64"), TILE)
+    assert local.of(labels).tolist() == [0, 1, 2, 1]
+    assert local.ids.tolist() == [7 * 10**12, 5]
+    with pytest.raises(ValueError, match="whole tile"):
+        local.of(labels[:2])
+
+
+def test_present_labels_ignores_background():
+    assert present_labels(np.zeros(5, "uint8"), 0).tolist() == []
+    assert present_labels(np.array([4, 4, 4], "uint16"), 4).tolist() == [4]
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3, 4])
+@pytest.mark.parametrize("top", [3, 300, 70_000])
+def test_face_store_frames_round_trip(tmp_path, ndim, top):
+    rng = np.random.default_rng(ndim)
+    shape = tuple(rng.integers(1, 6, size=ndim))
+    local = rng.integers(0, top + 1, size=shape)
+    store = FaceStore.create(str(tmp_path))
+    ids = np.arange(10, 10 + top, dtype=np.uint64)
+    refs = [
+        None,
+        store.append(shape, face_planes(local), ids),
+        store.append(shape, face_planes(local)),
+    ]
+    index = FaceIndex.of(refs)
+    with store.reader(index) as reader:
+        assert reader.slab(0, 0, "lo") is None and reader.ids(0) is None
+        for axis in range(ndim):
+            for side, plane in (("lo", 0), ("hi", shape[axis] - 1)):
+                want = np.take(local, [plane], axis=axis)
+                assert np.array_equal(reader.slab(1, axis, side), want)
+        assert reader.ids(1).tolist() == ids.tolist() and reader.ids(2) is None
+
+
+def test_reusable_buffers_are_per_thread_and_purpose():
+    a = reusable("t-a", (4, 4), "int32")
+    assert reusable("t-a", (2, 2), "uint8").ctypes.data == a.ctypes.data  # reused
+    assert reusable("t-b", (4, 4), "int32").ctypes.data != a.ctypes.data
+    other = []
+    thread = threading.Thread(target=lambda: other.append(reusable("t-a", (4, 4), "int32")))
+    thread.start()
+    thread.join()
+    assert other[0].ctypes.data != a.ctypes.data
+    big = (REUSABLE_BYTES + 1,)
+    first, second = reusable("t-c", big, "uint8"), reusable("t-c", big, "uint8")
+    assert first.ctypes.data != second.ctypes.data  # too big to keep: fresh each time
