@@ -88,7 +88,7 @@ def test_local_labels_round_trip_in_the_narrowest_type(rng, top):
     io = ChunkIO.of(array)
     edge = rng.integers(0, top + 1, size=(1, 3))  # the corner chunk is 1 x 3
     edge[0, 0] = top
-    io.write_local((1, 1), edge)
+    io.write_local((1, 1), edge, top)
     back = io.read_local((1, 1))
     assert back.dtype == np.min_scalar_type(top) and back.shape == (1, 3)
     np.testing.assert_array_equal(back, edge)

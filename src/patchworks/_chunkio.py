@@ -156,7 +156,7 @@ class ChunkIO:
         data = codec.encode(full) if codec is not None else full.tobytes()
         _write_file(path, data)
 
-    def write_local(self, coords: tuple[int, ...], local: np.ndarray) -> None:
+    def write_local(self, coords: tuple[int, ...], local: np.ndarray, top: int) -> None:
         """Stage a tile's local labels at grid ``coords`` in the compact private encoding.
 
         Local labels are ``0..n`` with ``n`` usually small, so they are stored as the
@@ -164,7 +164,7 @@ class ChunkIO:
         padding: compressing and reading back a quarter of the bytes of an int32 chunk. Only
         :meth:`read_local` reads this encoding; every staged chunk is rewritten as a plain
         zarr chunk (:meth:`write`) before the array is published. Arrays stored without
-        compression keep the plain encoding.
+        compression keep the plain encoding. ``top`` is the largest local label.
         """
         if self.level is None:
             self.write(coords, local)
@@ -172,8 +172,12 @@ class ChunkIO:
         path = self._path(coords)
         if _drop_if_empty(path, local):
             return
-        dtype = np.min_scalar_type(int(local.max()))
-        data = self._codec().encode(np.ascontiguousarray(local, dtype=dtype.newbyteorder("<")))
+        dtype = np.min_scalar_type(top).newbyteorder("<")
+        narrow = local
+        if local.dtype != dtype or not local.flags.c_contiguous:
+            narrow = reusable("narrow", local.shape, dtype)
+            np.copyto(narrow, local, casting="unsafe")
+        data = self._codec().encode(narrow)
         _write_file(path, LOCAL_MAGIC + bytes([dtype.itemsize]) + bytes(data))
 
     def read_local(self, coords: tuple[int, ...], *, reuse: bool = False) -> np.ndarray:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import threading
 import uuid
 from dataclasses import dataclass
@@ -35,7 +36,6 @@ from ._durable import fsync_dir
 
 SLAB_DTYPE = np.dtype("<u4")  # what the face stage assembles slabs into
 IDS_DTYPE = np.dtype("<u8")
-HEADER_DTYPE = np.dtype("<u8")
 #: zstd level of the frames: mostly background and long runs, so level 1 is small and fast.
 FRAME_LEVEL = 1
 _LO, _HI = 0, 1
@@ -140,11 +140,20 @@ class FaceStore:
     ) -> FaceRef:
         """Store the :func:`face_planes` of a tile with core ``core_shape`` (in local
         labels), and optionally ``ids`` (the user's label of each local label ``1..n``);
-        return where they went."""
+        return where they went.
+
+        The frame holds a header of little-endian int64s (item size of the slabs, ndim,
+        core shape, number of IDs or -1), the slabs in :func:`face_planes` order, then
+        the IDs as uint64.
+        """
         top = max((int(p.max()) for p in planes if p.size), default=0)
         dtype = np.min_scalar_type(top).newbyteorder("<")
-        header = [dtype.itemsize, len(core_shape), *core_shape, -1 if ids is None else ids.size]
-        parts = [np.array(header, dtype=np.int64).astype(HEADER_DTYPE).tobytes()]
+        n_ids = -1 if ids is None else ids.size
+        parts = [
+            struct.pack(
+                f"<{len(core_shape) + 3}q", dtype.itemsize, len(core_shape), *core_shape, n_ids
+            )
+        ]
         parts += [np.ascontiguousarray(p, dtype=dtype).tobytes() for p in planes]
         if ids is not None:
             parts.append(np.ascontiguousarray(ids, dtype=IDS_DTYPE).tobytes())
@@ -190,22 +199,31 @@ class FaceIndex:
 
 
 class _Frame:
-    """One tile's decoded frame: its slabs and label IDs, as views of the frame's bytes."""
+    """One tile's decoded frame (see :meth:`FaceStore.append`); slabs and IDs are cut
+    from its bytes on request, without copies."""
 
     def __init__(self, raw: bytes) -> None:
-        itemsize, ndim = (int(v) for v in np.frombuffer(raw, HEADER_DTYPE, count=2))
-        header = np.frombuffer(raw, HEADER_DTYPE, count=3 + ndim).astype(np.int64)
-        shape, n_ids = tuple(int(n) for n in header[2 : 2 + ndim]), int(header[-1])
-        dtype = np.dtype(f"<u{itemsize}")
-        offset = header.nbytes
-        self.slabs = []
-        for axis in range(ndim):
-            plane = (*shape[:axis], 1, *shape[axis + 1 :])
-            for _ in (_LO, _HI):
-                count = math.prod(plane)
-                self.slabs.append(np.frombuffer(raw, dtype, count, offset).reshape(plane))
-                offset += count * itemsize
-        self.ids = None if n_ids < 0 else np.frombuffer(raw, IDS_DTYPE, n_ids, offset)
+        itemsize, ndim = struct.unpack_from("<2q", raw)
+        *shape, self.n_ids = struct.unpack_from(f"<{ndim + 1}q", raw, 16)
+        self.raw = raw
+        self.itemsize = itemsize
+        self.shape = tuple(shape)
+        # voxels of one slab across each axis, and where the slabs start
+        self.counts = [math.prod(shape) // n for n in shape]
+        self.header = 8 * (ndim + 3)
+
+    def slab(self, axis: int, side: int) -> np.ndarray:
+        offset = self.header + self.itemsize * (
+            2 * sum(self.counts[:axis]) + side * self.counts[axis]
+        )
+        slab = np.frombuffer(self.raw, f"<u{self.itemsize}", self.counts[axis], offset)
+        return slab.reshape((*self.shape[:axis], 1, *self.shape[axis + 1 :]))
+
+    def ids(self) -> np.ndarray | None:
+        if self.n_ids < 0:
+            return None
+        offset = self.header + self.itemsize * 2 * sum(self.counts)
+        return np.frombuffer(self.raw, IDS_DTYPE, self.n_ids, offset)
 
 
 class FaceReader:
@@ -229,12 +247,12 @@ class FaceReader:
         """The ``side`` ("lo" or "hi") slab of ``axis`` of ``tile`` (length 1 along
         ``axis``), or None when the tile holds no labels."""
         frame = self._frame(tile)
-        return None if frame is None else frame.slabs[2 * axis + (_LO if side == "lo" else _HI)]
+        return None if frame is None else frame.slab(axis, _LO if side == "lo" else _HI)
 
     def ids(self, tile: int) -> np.ndarray | None:
         """The label IDs stored with ``tile``'s slabs, or None."""
         frame = self._frame(tile)
-        return None if frame is None else frame.ids
+        return None if frame is None else frame.ids()
 
     def _frame(self, tile: int) -> _Frame | None:
         segment = int(self.index.segment[tile])

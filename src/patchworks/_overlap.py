@@ -88,7 +88,7 @@ def suggest_overlap(
     sample = tuple(max(1, min(int(s), n)) for s, n in zip(sample_shape, shape, strict=True))
     box = tuple(slice((n - s) // 2, (n - s) // 2 + s) for s, n in zip(sample, shape, strict=True))
     tile = TilePlan(shape=sample, tile_shape=sample, halo=(0,) * len(sample)).tile(0)
-    labels = check_labels(fn(source.read(box)), sample, tile)
+    labels, _ = check_labels(fn(source.read(box)), sample, tile)
     slices = [s for s in ndi.find_objects(labels) if s is not None]
     if not slices:
         return (0,) * len(shape)

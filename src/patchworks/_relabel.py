@@ -68,8 +68,8 @@ def relabel_block(
         out.fill(0)
         return out
     lut = job.label_map.lut(index, n_local, job.dtype)
-    if job.compact:
-        return apply_lut(block, lut, out)
+    if job.compact:  # local labels staged by the tile stage: ``0..n_local``
+        return apply_lut(block, lut, out, trusted=True)
     ids = job.label_ids(index)
     top = int(ids.max()) if ids is not None and ids.size == n_local else None
     if top is not None and top < dense_limit(block.size):
@@ -81,9 +81,15 @@ def relabel_block(
     return apply_lut(fastremap.renumber(block, preserve_zero=True)[0], lut, out)
 
 
-def apply_lut(local: np.ndarray, lut: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``lut[local]``, into ``out`` when given; NumPy's ``take``, which releases the GIL
-    (fastremap's loop is as fast on one thread but holds it, serialising the workers).
+def apply_lut(
+    local: np.ndarray, lut: np.ndarray, out: np.ndarray | None = None, *, trusted: bool = False
+) -> np.ndarray:
+    """``lut[local]``, into ``out`` when given.
+
+    The labels are widened into ``out`` and remapped there in place by fastremap's C++
+    loop: no index array as wide as NumPy's gather makes (8 bytes a voxel). That loop does
+    not check bounds, so labels that were not written by patchworks itself (``trusted``)
+    are checked first.
 
     Examples
     --------
@@ -91,9 +97,16 @@ def apply_lut(local: np.ndarray, lut: np.ndarray, out: np.ndarray | None = None)
     array([[0, 9],
            [7, 9]], dtype=int32)
     """
-    if local.size and int(local.max()) >= lut.size:  # "clip" does not check bounds
+    if not trusted and local.size and int(local.max()) >= lut.size:
         raise IndexError(f"label {int(local.max())} outside a table of {lut.size}")
-    return np.take(lut, local, out=out, mode="clip")
+    if lut.dtype.itemsize not in (4, 8):
+        return np.take(lut, local, out=out, mode="clip")
+    if out is None:
+        out = np.empty(local.shape, dtype=lut.dtype)
+    np.copyto(out, local, casting="unsafe")
+    unsigned = np.dtype(f"u{lut.dtype.itemsize}")
+    fastremap.remap_from_array(out.reshape(-1).view(unsigned), lut.view(unsigned), in_place=True)
+    return out
 
 
 def relabel_tile(job: RelabelJob, index: int) -> None:

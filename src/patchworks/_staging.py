@@ -58,12 +58,13 @@ class Staging:
         return None if self.labels is None else tile_io(self.labels, self.tile_shape)
 
     def write_labels(
-        self, position: tuple[int, ...], core: tuple[slice, ...], local: np.ndarray
+        self, position: tuple[int, ...], core: tuple[slice, ...], local: np.ndarray, n: int
     ) -> None:
-        """Store the local labels of the tile at ``position`` (one whole chunk), compactly
-        (see :meth:`ChunkIO.write_local`) unless the array is not one we can write directly."""
+        """Store the local labels ``0..n`` of the tile at ``position`` (one whole chunk),
+        compactly (see :meth:`ChunkIO.write_local`) unless the array is not one we can
+        write directly."""
         if self.labels_io is not None:
-            self.labels_io.write_local(position, local)
+            self.labels_io.write_local(position, local, n)
         else:
             write_tile(self.labels, None, position, core, local.astype(self.labels.dtype))
 

@@ -75,8 +75,9 @@ def _as_numpy(result: Any) -> Any:
 
 def check_labels(
     result: Any, expected_shape: tuple[int, ...], tile: Tile, *, origin: str = "`fn`"
-) -> np.ndarray:
-    """Check ``result`` against the label contract; return it as a NumPy array.
+) -> tuple[np.ndarray, int]:
+    """Check ``result`` against the label contract; return it as a NumPy array, and its
+    largest label (0 when empty).
 
     Examples
     --------
@@ -103,12 +104,17 @@ def check_labels(
         raise InvalidLabelsError(
             f"{origin} must return integer labels; got dtype {result.dtype} {where}."
         )
-    if result.dtype.kind == "i" and result.size and result.min() < 0:
+    if not result.size:
+        return result, 0
+    # One pass for both the largest label and the sign check: as unsigned, a negative
+    # label reads as more than the signed type's maximum.
+    top = int(result.view(f"u{result.dtype.itemsize}").max())
+    if result.dtype.kind == "i" and top > np.iinfo(result.dtype).max:
         raise InvalidLabelsError(
             f"{origin} must return non-negative labels (0 = background); got minimum "
             f"{int(result.min())} {where}."
         )
-    return result
+    return result, top
 
 
 def dense_limit(size: int) -> int:
@@ -149,8 +155,13 @@ class LocalLabels:
         return [self.of(plane) for plane in face_planes(labels)]
 
 
-def to_local_labels(labels: np.ndarray, labels_dtype: np.dtype, tile: Tile) -> LocalLabels:
+def to_local_labels(
+    labels: np.ndarray, labels_dtype: np.dtype, tile: Tile, *, top: int | None = None
+) -> LocalLabels:
     """Find the labels of a tile and how they become local labels ``1..n``.
+
+    ``top`` bounds the labels from above when known (their maximum, or that of a larger
+    array they were cut from), which saves a pass over them.
 
     Examples
     --------
@@ -161,13 +172,14 @@ def to_local_labels(labels: np.ndarray, labels_dtype: np.dtype, tile: Tile) -> L
     (2, [4, 9], [0, 2, 1, 2])
     """
     flat = labels.reshape(-1)
-    top = int(flat.max()) if flat.size else 0
+    if top is None:
+        top = int(flat.max()) if flat.size else 0
     if top < dense_limit(flat.size):
         ids = present_labels(flat, top)
-        if ids.size == top:  # already 1..n
+        if not ids.size or ids[-1] == ids.size:  # already 1..n
             table = None
         else:
-            table = np.zeros(top + 1, dtype=np.min_scalar_type(ids.size))
+            table = np.zeros(int(ids[-1]) + 1, dtype=np.min_scalar_type(ids.size))
             table[ids] = np.arange(1, ids.size + 1, dtype=table.dtype)
         local = LocalLabels(n=int(ids.size), ids=ids.astype(np.uint64), table=table)
     else:
@@ -229,15 +241,18 @@ def stage_local_labels(
         return TileSummary(index=tile.index, n_labels=0)
     ids = None
     if job.staging.labels is not None:
-        job.staging.write_labels(tile.position, tile.core, local.of(labels))
+        job.staging.write_labels(tile.position, tile.core, local.of(labels), local.n)
     else:
         ids = local.ids
     faces = job.staging.write_faces(labels.shape, local.faces(labels), ids)
     return TileSummary(index=tile.index, n_labels=local.n, faces=faces)
 
 
-def run_fn(job: TileJob, tile: Tile, data: np.ndarray, *, crop: bool = True) -> np.ndarray:
-    """Call ``fn`` on the halo'd tile data, check the result and crop it to the core."""
+def run_fn(
+    job: TileJob, tile: Tile, data: np.ndarray, *, crop: bool = True
+) -> tuple[np.ndarray, int]:
+    """Call ``fn`` on the halo'd tile data, check the result and crop it to the core;
+    return the labels and the largest label of the whole result (see ``check_labels``)."""
     assert job.fn is not None
     try:
         result = job.fn(data)
@@ -245,8 +260,8 @@ def run_fn(job: TileJob, tile: Tile, data: np.ndarray, *, crop: bool = True) -> 
         raise TileFunctionError(
             f"`fn` raised {type(exc).__name__}: {exc} on {tile.describe()}."
         ) from exc
-    labels = check_labels(result, tile.halo_shape, tile)
-    return labels[tile.crop] if crop else labels
+    labels, top = check_labels(result, tile.halo_shape, tile)
+    return (labels[tile.crop] if crop else labels), top
 
 
 def read_source_box(
@@ -285,19 +300,21 @@ def process_tile(job: TileJob, index: int) -> TileSummary:
         if core.size == 0 or core.max() <= threshold:
             return TileSummary(index=index, n_labels=0, skipped=True)
     if job.seams is not None:
-        return job.seams.stage(job, tile, run_fn(job, tile, data, crop=False))
-    labels = run_fn(job, tile, data)
-    return stage_local_labels(job, tile, labels, to_local_labels(labels, job.labels_dtype, tile))
+        return job.seams.stage(job, tile, run_fn(job, tile, data, crop=False)[0])
+    labels, top = run_fn(job, tile, data)
+    local = to_local_labels(labels, job.labels_dtype, tile, top=top)
+    return stage_local_labels(job, tile, labels, local)
 
 
 def stage_label_block(job: TileJob, index: int, block: Any) -> TileSummary:
     """Stage 2 for a tile whose labels already exist (``merge_tile_labels``)."""
     tile = job.plan.tile(index)
     if job.seams is not None:  # one halo'd tile per block
-        labels = check_labels(block, tile.halo_shape, tile, origin="the labeled input")
+        labels, _ = check_labels(block, tile.halo_shape, tile, origin="the labeled input")
         return job.seams.stage(job, tile, labels)
-    labels = check_labels(block, tile.core_shape, tile, origin="the labeled input")
-    return stage_local_labels(job, tile, labels, to_local_labels(labels, job.labels_dtype, tile))
+    labels, top = check_labels(block, tile.core_shape, tile, origin="the labeled input")
+    local = to_local_labels(labels, job.labels_dtype, tile, top=top)
+    return stage_local_labels(job, tile, labels, local)
 
 
 def scan_label_store(job: TileJob, index: int) -> TileSummary:
