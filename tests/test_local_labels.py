@@ -74,8 +74,8 @@ def test_face_store_frames_round_trip(tmp_path, ndim, top):
     ids = np.arange(10, 10 + top, dtype=np.uint64)
     refs = [
         None,
-        store.append(shape, face_planes(local), ids),
-        store.append(shape, face_planes(local)),
+        store.append(shape, face_planes(local), int(local.max()), ids),
+        store.append(shape, face_planes(local), int(local.max())),
     ]
     index = FaceIndex.of(refs)
     with store.reader(index) as reader:

@@ -3,15 +3,16 @@
 A tile's *face slabs* are the first (``lo``) and last (``hi``) plane of its core along
 every axis, in local labels: all the face stage needs to find labels that touch across
 tiles. A tile's slabs, in the narrowest unsigned type that holds its local labels
-(usually one byte), go into one zstd frame with a small header and, for a user's label
-store, the user's label behind each local label. The frame is appended to a *segment*
-file, one per worker thread, so a tile adds bytes to an open-ended file instead of
-creating a file of its own (creating a file costs 0.2-1.5 ms on common filesystems, more
-than the rest of the work for small tiles), and costs one compression call instead of
-one per slab (each call sets up a compression context, which dominated for small slabs).
-The tile's :class:`~patchworks._tiles.TileSummary` carries a :class:`FaceRef` (segment,
-offset, size) back to the client, which hands a :class:`FaceIndex` of all of them to the
-face stage; the face stage reads the frames it needs with positioned reads.
+(usually one byte), go into one compressed frame with a small header; for a user's label
+store a second frame holds the user's label behind each local label, for the relabel
+stage. The frames are appended to a *segment* file, one per worker thread, so a tile adds
+bytes to an open-ended file instead of creating a file of its own (creating a file costs
+0.2-1.5 ms on common filesystems, more than the rest of the work for small tiles), and
+costs one compression call for its slabs instead of one per slab (each call has a fixed
+cost that dominated for small slabs). The tile's :class:`~patchworks._tiles.TileSummary`
+carries a :class:`FaceRef` (segment, offset, sizes) back to the client, which hands a
+:class:`FaceIndex` of all of them to the face stage; the face stage reads the frames it
+needs with positioned reads.
 
 Each segment has a single writer (its thread, in its process), so offsets are known
 without locks. Segments are named uniquely per thread and process, so workers on several
@@ -27,8 +28,8 @@ import os
 import struct
 import threading
 import uuid
+import zlib
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -36,19 +37,24 @@ from ._durable import fsync_dir
 
 SLAB_DTYPE = np.dtype("<u4")  # what the face stage assembles slabs into
 IDS_DTYPE = np.dtype("<u8")
-#: zstd level of the frames: mostly background and long runs, so level 1 is small and fast.
+#: zlib level of the frames: mostly background and long runs, so level 1 is small and fast.
+#: zlib rather than zstd: for frames of a few kilobytes its fixed cost per call is lower
+#: (about 20 against 35 us to decompress 24 KiB here), and every frame is read 2 * ndim
+#: times by the face stage.
 FRAME_LEVEL = 1
 _LO, _HI = 0, 1
 
 
 @dataclass(frozen=True)
 class FaceRef:
-    """Where a tile's frame is: ``size`` bytes at ``offset`` of ``segment`` (see
+    """Where a tile's frames are: ``size`` bytes of face slabs at ``offset`` of
+    ``segment``, then ``ids_size`` bytes of label IDs (0: none; see
     :meth:`FaceStore.append`)."""
 
     segment: str
     offset: int
     size: int
+    ids_size: int = 0
 
 
 def face_planes(labels: np.ndarray) -> list[np.ndarray]:
@@ -92,12 +98,6 @@ class _Segment:
 _local = threading.local()
 
 
-def _codec() -> Any:
-    from numcodecs import Zstd
-
-    return Zstd(level=FRAME_LEVEL)
-
-
 @dataclass(frozen=True)
 class FaceStore:
     """The folder of segment files of one run (picklable: workers append to it).
@@ -107,7 +107,7 @@ class FaceStore:
     >>> import tempfile
     >>> store = FaceStore.create(tempfile.mkdtemp())
     >>> local = np.arange(12, dtype="uint8").reshape(3, 4)
-    >>> ref = store.append(local.shape, face_planes(local))
+    >>> ref = store.append(local.shape, face_planes(local), top=11)
     >>> index = FaceIndex.of([ref])
     >>> with store.reader(index) as reader:
     ...     reader.slab(0, 1, "hi").ravel().tolist()
@@ -136,31 +136,32 @@ class FaceStore:
         self,
         core_shape: tuple[int, ...],
         planes: list[np.ndarray],
+        top: int,
         ids: np.ndarray | None = None,
     ) -> FaceRef:
         """Store the :func:`face_planes` of a tile with core ``core_shape`` (in local
-        labels), and optionally ``ids`` (the user's label of each local label ``1..n``);
-        return where they went.
+        labels ``0..top``), and optionally ``ids`` (the user's label of each local label
+        ``1..n``); return where they went.
 
-        The frame holds a header of little-endian int64s (item size of the slabs, ndim,
-        core shape, number of IDs or -1), the slabs in :func:`face_planes` order, then
-        the IDs as uint64.
+        Two zlib frames: a header of little-endian int64s (item size of the slabs, ndim,
+        core shape) then the slabs in :func:`face_planes` order; and the IDs as uint64.
         """
-        top = max((int(p.max()) for p in planes if p.size), default=0)
         dtype = np.min_scalar_type(top).newbyteorder("<")
-        n_ids = -1 if ids is None else ids.size
-        parts = [
-            struct.pack(
-                f"<{len(core_shape) + 3}q", dtype.itemsize, len(core_shape), *core_shape, n_ids
-            )
-        ]
-        parts += [np.ascontiguousarray(p, dtype=dtype).tobytes() for p in planes]
+        header = struct.pack(
+            f"<{len(core_shape) + 2}q", dtype.itemsize, len(core_shape), *core_shape
+        )
+        slabs = b"".join(
+            [header, *(np.ascontiguousarray(p, dtype=dtype).tobytes() for p in planes)]
+        )
+        frames = [zlib.compress(slabs, FRAME_LEVEL)]
         if ids is not None:
-            parts.append(np.ascontiguousarray(ids, dtype=IDS_DTYPE).tobytes())
-        frame = bytes(_codec().encode(b"".join(parts)))
+            frames.append(zlib.compress(np.asarray(ids, dtype=IDS_DTYPE).tobytes(), FRAME_LEVEL))
         segment = self._segment()
         return FaceRef(
-            segment=os.path.basename(segment.path), offset=segment.append(frame), size=len(frame)
+            segment=os.path.basename(segment.path),
+            offset=segment.append(b"".join(frames)),
+            size=len(frames[0]),
+            ids_size=len(frames[1]) if ids is not None else 0,
         )
 
     def path(self, ref: FaceRef) -> str:
@@ -175,55 +176,46 @@ class FaceStore:
 class FaceIndex:
     """Every tile's :class:`FaceRef` as arrays, to ship to the face stage.
 
-    ``segment[t]`` is an index into ``segments`` (-1: tile ``t`` has no labels); its frame
-    is ``sizes[t]`` bytes at ``starts[t]``.
+    ``segment[t]`` is an index into ``segments`` (-1: tile ``t`` has no labels); its slabs
+    are ``sizes[t]`` bytes at ``starts[t]``, followed by ``ids_sizes[t]`` bytes of IDs.
     """
 
     segments: tuple[str, ...]
     segment: np.ndarray
     starts: np.ndarray
     sizes: np.ndarray
+    ids_sizes: np.ndarray
 
     @classmethod
     def of(cls, refs: list[FaceRef | None]) -> FaceIndex:
         names: dict[str, int] = {}
         n = len(refs)
         segment = np.full(n, -1, dtype=np.int32)
-        starts = np.zeros(n, dtype=np.int64)
-        sizes = np.zeros(n, dtype=np.int64)
+        starts, sizes, ids_sizes = (np.zeros(n, dtype=np.int64) for _ in range(3))
         for t, ref in enumerate(refs):
             if ref is not None:
                 segment[t] = names.setdefault(ref.segment, len(names))
-                starts[t], sizes[t] = ref.offset, ref.size
-        return cls(segments=tuple(names), segment=segment, starts=starts, sizes=sizes)
+                starts[t], sizes[t], ids_sizes[t] = ref.offset, ref.size, ref.ids_size
+        return cls(tuple(names), segment, starts, sizes, ids_sizes)
 
 
-class _Frame:
-    """One tile's decoded frame (see :meth:`FaceStore.append`); slabs and IDs are cut
-    from its bytes on request, without copies."""
+class _Slabs:
+    """One tile's decoded slab frame; slabs are cut from its bytes on request, no copies."""
 
     def __init__(self, raw: bytes) -> None:
         itemsize, ndim = struct.unpack_from("<2q", raw)
-        *shape, self.n_ids = struct.unpack_from(f"<{ndim + 1}q", raw, 16)
+        self.shape = struct.unpack_from(f"<{ndim}q", raw, 16)
         self.raw = raw
         self.itemsize = itemsize
-        self.shape = tuple(shape)
-        # voxels of one slab across each axis, and where the slabs start
-        self.counts = [math.prod(shape) // n for n in shape]
-        self.header = 8 * (ndim + 3)
+        self.counts = [math.prod(self.shape) // n for n in self.shape]  # voxels per slab
+        self.header = 8 * (ndim + 2)
 
     def slab(self, axis: int, side: int) -> np.ndarray:
-        offset = self.header + self.itemsize * (
-            2 * sum(self.counts[:axis]) + side * self.counts[axis]
+        before = 2 * sum(self.counts[:axis]) + side * self.counts[axis]
+        slab = np.frombuffer(
+            self.raw, f"<u{self.itemsize}", self.counts[axis], self.header + self.itemsize * before
         )
-        slab = np.frombuffer(self.raw, f"<u{self.itemsize}", self.counts[axis], offset)
         return slab.reshape((*self.shape[:axis], 1, *self.shape[axis + 1 :]))
-
-    def ids(self) -> np.ndarray | None:
-        if self.n_ids < 0:
-            return None
-        offset = self.header + self.itemsize * 2 * sum(self.counts)
-        return np.frombuffer(self.raw, IDS_DTYPE, self.n_ids, offset)
 
 
 class FaceReader:
@@ -233,7 +225,6 @@ class FaceReader:
         self.store = store
         self.index = index
         self._fds: dict[int, int] = {}
-        self._codec = _codec()
 
     def __enter__(self) -> FaceReader:
         return self
@@ -246,15 +237,17 @@ class FaceReader:
     def slab(self, tile: int, axis: int, side: str) -> np.ndarray | None:
         """The ``side`` ("lo" or "hi") slab of ``axis`` of ``tile`` (length 1 along
         ``axis``), or None when the tile holds no labels."""
-        frame = self._frame(tile)
-        return None if frame is None else frame.slab(axis, _LO if side == "lo" else _HI)
+        raw = self._read(tile, 0, int(self.index.sizes[tile]))
+        return None if raw is None else _Slabs(raw).slab(axis, _LO if side == "lo" else _HI)
 
     def ids(self, tile: int) -> np.ndarray | None:
         """The label IDs stored with ``tile``'s slabs, or None."""
-        frame = self._frame(tile)
-        return None if frame is None else frame.ids()
+        size = int(self.index.ids_sizes[tile])
+        raw = self._read(tile, int(self.index.sizes[tile]), size) if size else None
+        return None if raw is None else np.frombuffer(raw, dtype=IDS_DTYPE)
 
-    def _frame(self, tile: int) -> _Frame | None:
+    def _read(self, tile: int, skip: int, size: int) -> bytes | None:
+        """The decompressed frame of ``size`` bytes, ``skip`` bytes into ``tile``'s data."""
         segment = int(self.index.segment[tile])
         if segment < 0:
             return None
@@ -262,8 +255,7 @@ class FaceReader:
         if fd is None:
             path = os.path.join(self.store.root, self.index.segments[segment])
             fd = self._fds[segment] = os.open(path, os.O_RDONLY)
-        size = int(self.index.sizes[tile])
-        data = os.pread(fd, size, int(self.index.starts[tile]))
+        data = os.pread(fd, size, int(self.index.starts[tile]) + skip)
         if len(data) != size:
             raise OSError(f"face data of tile {tile} is truncated in {self.store.root!r}")
-        return _Frame(bytes(self._codec.decode(data)))
+        return zlib.decompress(data)

@@ -69,10 +69,15 @@ class Staging:
             write_tile(self.labels, None, position, core, local.astype(self.labels.dtype))
 
     def write_faces(
-        self, core_shape: tuple[int, ...], planes: list[np.ndarray], ids: np.ndarray | None = None
+        self,
+        core_shape: tuple[int, ...],
+        planes: list[np.ndarray],
+        n: int,
+        ids: np.ndarray | None = None,
     ) -> FaceRef:
-        """Store the face planes (in local labels) of a tile's core, and label ``ids``."""
-        return self.faces.append(core_shape, planes, ids)
+        """Store the face planes (in local labels ``0..n``) of a tile's core, and the
+        label ``ids``."""
+        return self.faces.append(core_shape, planes, n, ids)
 
 
 def create_label_array(path: str, shape, chunks, dtype, *, attributes=None) -> Any:

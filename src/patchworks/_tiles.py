@@ -244,7 +244,7 @@ def stage_local_labels(
         job.staging.write_labels(tile.position, tile.core, local.of(labels), local.n)
     else:
         ids = local.ids
-    faces = job.staging.write_faces(labels.shape, local.faces(labels), ids)
+    faces = job.staging.write_faces(labels.shape, local.faces(labels), local.n, ids)
     return TileSummary(index=tile.index, n_labels=local.n, faces=faces)
 
 
