@@ -38,25 +38,24 @@ def test_dense_local_labels_are_ranks_of_the_labels(shape, top, runs, seed):
     local = to_local_labels(labels, np.dtype("int32"), TILE)
     ids, expected = _expected_local(labels)
     assert local.n == ids.size and local.ids.tolist() == ids.tolist()
-    assert np.array_equal(local.of(labels), expected)
-    for plane, want in zip(local.faces(labels), face_planes(expected), strict=True):
+    assert np.array_equal(local.whole(), expected)
+    for plane, want in zip(local.faces(), face_planes(expected), strict=True):
         assert np.array_equal(plane, want)
 
 
 def test_labels_already_one_to_n_are_used_as_they_are():
     labels = np.array([[0, 2], [1, 2]], dtype="int32")
     local = to_local_labels(labels, np.dtype("int32"), TILE)
-    assert local.table is None and local.of(labels) is labels and local.n == 2
+    assert local.table is None and local.n == 2
+    assert np.array_equal(local.whole(), labels) and local.whole().dtype == np.uint8
 
 
 def test_sparse_labels_are_renumbered_by_first_appearance():
     labels = np.array([0, 7 * 10**12, 5, 7 * 10**12], dtype="uint64")
     assert int(labels.max()) >= dense_limit(labels.size)
     local = to_local_labels(labels, np.dtype("int64"), TILE)
-    assert local.of(labels).tolist() == [0, 1, 2, 1]
+    assert local.whole().tolist() == [0, 1, 2, 1]
     assert local.ids.tolist() == [7 * 10**12, 5]
-    with pytest.raises(ValueError, match="whole tile"):
-        local.of(labels[:2])
 
 
 def test_present_labels_ignores_background():

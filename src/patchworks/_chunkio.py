@@ -175,7 +175,7 @@ class ChunkIO:
         dtype = np.min_scalar_type(top).newbyteorder("<")
         narrow = local
         if local.dtype != dtype or not local.flags.c_contiguous:
-            narrow = reusable("narrow", local.shape, dtype)
+            narrow = reusable("write_local", local.shape, dtype)
             np.copyto(narrow, local, casting="unsafe")
         data = self._codec().encode(narrow)
         _write_file(path, LOCAL_MAGIC + bytes([dtype.itemsize]) + bytes(data))

@@ -61,7 +61,7 @@ class Seams:
         """Tile-stage hook: renumber a tile's halo labels to ``1..n`` and stage them."""
         local = to_local_labels(labels, job.labels_dtype, tile)
         if local.n:
-            halo = local.of(labels).astype(HALO_DTYPE, copy=False)
+            halo = local.whole().astype(HALO_DTYPE, copy=False)
             self.halos[self.slot(tile, tile.halo_box)] = halo
         return TileSummary(index=tile.index, n_labels=local.n)
 

@@ -131,28 +131,30 @@ class LocalLabels:
     labels in increasing order of label, through a table indexed by label (``table``;
     None when the labels are ``1..n`` already, the common case, which needs no copy).
     Larger, sparse IDs are renumbered by fastremap in order of first appearance
-    (``renumbered``, the whole tile). Both are deterministic, so the relabel stage can
-    repeat them on a block read back from a user's store and get the same local labels.
+    (``renumbered``). Both are deterministic, so the relabel stage can repeat them on a
+    block read back from a user's store and get the same local labels.
+
+    ``labels`` may live in a thread's reusable buffer: use this within the tile's stage.
     """
 
     n: int
     ids: np.ndarray  # ids[local - 1] is the label that became local label ``local``
+    labels: np.ndarray  # the tile's labels, in the narrowest type that holds them
     table: np.ndarray | None = None
     renumbered: np.ndarray | None = None
 
-    def of(self, labels: np.ndarray) -> np.ndarray:
-        """Local labels of ``labels`` (the tile itself, or any part of it)."""
+    def whole(self) -> np.ndarray:
+        """The tile's local labels."""
         if self.renumbered is not None:
-            if labels.shape != self.renumbered.shape:
-                raise ValueError("sparse labels are renumbered for their whole tile only")
             return self.renumbered
-        return labels if self.table is None else self.table[labels]
+        return self.labels if self.table is None else self.table[self.labels]
 
-    def faces(self, labels: np.ndarray) -> list[np.ndarray]:
-        """The face planes of the tile ``labels``, in local labels."""
+    def faces(self) -> list[np.ndarray]:
+        """The tile's :func:`face_planes`, in local labels (only they are mapped)."""
         if self.renumbered is not None:
             return face_planes(self.renumbered)
-        return [self.of(plane) for plane in face_planes(labels)]
+        planes = face_planes(self.labels)
+        return planes if self.table is None else [self.table[p] for p in planes]
 
 
 def to_local_labels(
@@ -168,25 +170,31 @@ def to_local_labels(
     >>> from patchworks._plan import TilePlan
     >>> tile = TilePlan((4,), (4,), (0,)).tile(0)
     >>> local = to_local_labels(np.array([0, 9, 4, 9]), np.dtype("int32"), tile)
-    >>> local.n, local.ids.tolist(), local.of(np.array([0, 9, 4, 9])).tolist()
+    >>> local.n, local.ids.tolist(), local.whole().tolist()
     (2, [4, 9], [0, 2, 1, 2])
     """
-    flat = labels.reshape(-1)
     if top is None:
-        top = int(flat.max()) if flat.size else 0
-    if top < dense_limit(flat.size):
-        ids = present_labels(flat, top)
+        top = int(labels.max()) if labels.size else 0
+    if top < dense_limit(labels.size):
+        narrow = np.min_scalar_type(top)
+        if narrow.itemsize < labels.dtype.itemsize:
+            # Scanning, staging and slicing faces all go faster on the narrow copy.
+            buffer = reusable("narrow", labels.shape, narrow)
+            np.copyto(buffer, labels, casting="unsafe")
+            labels = buffer
+        ids = present_labels(labels.reshape(-1), top)
         if not ids.size or ids[-1] == ids.size:  # already 1..n
             table = None
         else:
             table = np.zeros(int(ids[-1]) + 1, dtype=np.min_scalar_type(ids.size))
             table[ids] = np.arange(1, ids.size + 1, dtype=table.dtype)
-        local = LocalLabels(n=int(ids.size), ids=ids.astype(np.uint64), table=table)
+        local = LocalLabels(n=int(ids.size), ids=ids.astype(np.uint64), labels=labels, table=table)
     else:
         renumbered, mapping = fastremap.renumber(labels, preserve_zero=True, in_place=False)
         local = LocalLabels(
             n=len(mapping) - (0 in mapping),  # the mapping always holds 0 -> 0
             ids=_ids_of(mapping),
+            labels=labels,
             renumbered=renumbered,
         )
     if local.n > np.iinfo(labels_dtype).max:
@@ -228,9 +236,7 @@ def _ids_of(mapping: dict[Any, Any]) -> np.ndarray:
     return ids
 
 
-def stage_local_labels(
-    job: TileJob, tile: Tile, labels: np.ndarray, local: LocalLabels
-) -> TileSummary:
+def stage_local_labels(job: TileJob, tile: Tile, local: LocalLabels) -> TileSummary:
     """Write a tile's local labels and face slabs to the staging store.
 
     When the labels stay in the user's store (no staged labels), only the faces are
@@ -241,10 +247,10 @@ def stage_local_labels(
         return TileSummary(index=tile.index, n_labels=0)
     ids = None
     if job.staging.labels is not None:
-        job.staging.write_labels(tile.position, tile.core, local.of(labels), local.n)
+        job.staging.write_labels(tile.position, tile.core, local.whole(), local.n)
     else:
         ids = local.ids
-    faces = job.staging.write_faces(labels.shape, local.faces(labels), local.n, ids)
+    faces = job.staging.write_faces(local.labels.shape, local.faces(), local.n, ids)
     return TileSummary(index=tile.index, n_labels=local.n, faces=faces)
 
 
@@ -303,7 +309,7 @@ def process_tile(job: TileJob, index: int) -> TileSummary:
         return job.seams.stage(job, tile, run_fn(job, tile, data, crop=False)[0])
     labels, top = run_fn(job, tile, data)
     local = to_local_labels(labels, job.labels_dtype, tile, top=top)
-    return stage_local_labels(job, tile, labels, local)
+    return stage_local_labels(job, tile, local)
 
 
 def stage_label_block(job: TileJob, index: int, block: Any) -> TileSummary:
@@ -314,7 +320,7 @@ def stage_label_block(job: TileJob, index: int, block: Any) -> TileSummary:
         return job.seams.stage(job, tile, labels)
     labels, top = check_labels(block, tile.core_shape, tile, origin="the labeled input")
     local = to_local_labels(labels, job.labels_dtype, tile, top=top)
-    return stage_local_labels(job, tile, labels, local)
+    return stage_local_labels(job, tile, local)
 
 
 def scan_label_store(job: TileJob, index: int) -> TileSummary:
