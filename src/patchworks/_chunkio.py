@@ -139,13 +139,14 @@ class ChunkIO:
             min(c, n - i * c) for i, c, n in zip(coords, self.chunks, self.shape, strict=True)
         )
 
-    def write(self, coords: tuple[int, ...], block: np.ndarray) -> None:
+    def write(self, coords: tuple[int, ...], block: np.ndarray, *, nonzero: bool = False) -> None:
         """Write the chunk at grid ``coords`` (edge chunks may be smaller than ``chunks``).
 
-        An all-zero block removes the chunk file instead (zarr reads it as fill value 0).
+        An all-zero block removes the chunk file instead (zarr reads it as fill value 0);
+        ``nonzero`` says the caller knows the block is not, which saves looking.
         """
         path = self._path(coords)
-        if _drop_if_empty(path, block):
+        if not nonzero and _drop_if_empty(path, block):
             return
         full = np.ascontiguousarray(block, dtype=self.dtype)
         if full.shape != self.chunks:
@@ -167,10 +168,10 @@ class ChunkIO:
         compression keep the plain encoding. ``top`` is the largest local label.
         """
         if self.level is None:
-            self.write(coords, local)
+            self.write(coords, local, nonzero=top > 0)
             return
         path = self._path(coords)
-        if _drop_if_empty(path, local):
+        if top == 0 and _drop_if_empty(path, local):
             return
         dtype = np.min_scalar_type(top).newbyteorder("<")
         narrow = local
@@ -330,9 +331,12 @@ def write_tile(
     position: tuple[int, ...],
     core: tuple[slice, ...],
     block: np.ndarray,
+    *,
+    nonzero: bool = False,
 ) -> None:
-    """Write ``block`` as the tile at grid ``position`` (core box ``core``) of ``array``."""
+    """Write ``block`` as the tile at grid ``position`` (core box ``core``) of ``array``;
+    ``nonzero`` as in :meth:`ChunkIO.write`."""
     if io is not None:
-        io.write(position, block)
+        io.write(position, block, nonzero=nonzero)
     else:
         array[core] = block

@@ -66,10 +66,25 @@ def _serial_requested() -> bool:
     return dask.config.get("scheduler", None) in ("sync", "synchronous", "single-threaded")
 
 
+class _NoBar:
+    """What a stage updates when no progress bar is shown (tqdm is not even imported)."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int = 1) -> None:
+        return None
+
+
 def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="tile", disable=not enabled, leave=True)
+    return tqdm(total=total, desc=desc, unit="tile", leave=True)
 
 
 def _call(index: int, stage: Callable[[Any, int], Any], job: Any) -> Any:

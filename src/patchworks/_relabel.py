@@ -112,14 +112,16 @@ def apply_lut(
 def relabel_tile(job: RelabelJob, index: int) -> None:
     """Read tile ``index``, relabel it and write it to ``job.output``."""
     offsets = job.label_map.offsets
-    if offsets[index + 1] == offsets[index] and job.labels is job.output:
+    n_local = int(offsets[index + 1] - offsets[index])
+    if not n_local and job.labels is job.output:
         return  # an empty tile staged in place is already all background
     position = job.plan.position(index)
     core = job.plan.core(position)
     # Both buffers are this thread's own and are done with once the tile is written.
     block = _read_labels(job, position, core, reuse=True)
     final = relabel_block(job, index, block, reusable("relabel", block.shape, job.dtype))
-    write_tile(job.output, job.output_io, position, core, final)
+    # A tile with labels keeps some (final labels are never 0).
+    write_tile(job.output, job.output_io, position, core, final, nonzero=bool(n_local))
 
 
 def _read_labels(

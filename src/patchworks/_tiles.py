@@ -221,7 +221,7 @@ def present_labels(flat: np.ndarray, top: int) -> np.ndarray:
     starts[:1] = True
     np.not_equal(flat[1:], flat[:-1], out=starts[1:])
     present = np.zeros(top + 1, dtype=bool)
-    present[flat[starts]] = True
+    present[np.compress(starts, flat)] = True
     present[0] = False
     return np.flatnonzero(present)
 
