@@ -98,3 +98,17 @@ def test_reusable_buffers_are_per_thread_and_purpose():
     big = (REUSABLE_BYTES + 1,)
     first, second = reusable("t-c", big, "uint8"), reusable("t-c", big, "uint8")
     assert first.ctypes.data != second.ctypes.data  # too big to keep: fresh each time
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int32", "uint64"])
+def test_apply_lut_into_a_buffer_and_bounds(dtype):
+    from patchworks._relabel import apply_lut
+
+    local = np.array([[0, 2], [1, 2]], dtype=dtype)
+    lut = np.array([0, 70_000, 9], dtype="int64")
+    out = np.full((2, 2), -1, dtype="int64")
+    assert apply_lut(local, lut, out) is out and out.tolist() == [[0, 9], [70_000, 9]]
+    small = np.array([0, 7, 9], dtype="int16")  # 2-byte tables take NumPy's path
+    assert apply_lut(local, small).tolist() == [[0, 9], [7, 9]]
+    with pytest.raises(IndexError, match="label 3 outside a table of 3"):
+        apply_lut(local + np.array(1, dtype=dtype), lut)

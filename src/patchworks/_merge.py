@@ -20,7 +20,7 @@ from ._execute import Executor
 from ._faces import EMPTY_PAIRS, FaceJob, plan_face_tasks, plane_pairs
 from ._facestore import FaceIndex
 from ._labelmap import LabelMap, build_label_map
-from ._output import mark_complete, publish
+from ._output import mark_complete, open_result, publish
 from ._plan import TilePlan
 from ._relabel import RelabelJob, lazy_relabel, relabel_tile
 from ._staging import Staging, create_label_array, remove_tree
@@ -51,7 +51,6 @@ class MergeRun:
 
 def merge(run: MergeRun, *, compute: bool) -> Any:
     """Faces → label map → relabel; write or return lazily. Cleans up scratch data."""
-    import dask.array as da
 
     plan, executor = run.plan, run.executor
     occupied = [int(i) for i in np.flatnonzero(run.counts)]
@@ -113,8 +112,7 @@ def merge(run: MergeRun, *, compute: bool) -> Any:
     mark_complete(built, _run_info(run, label_map))
     publish(str(built.store.root), run.write_to, scratch)
     remove_tree(scratch)
-    result = da.from_zarr(run.write_to)
-    return np.asarray(result.compute()) if compute else result
+    return open_result(run.write_to, compute=compute)
 
 
 def _relabel_job(

@@ -58,6 +58,24 @@ def mark_complete(array: Any, info: dict[str, Any]) -> None:
     array.attrs[METADATA_KEY] = {**info, "complete": True}
 
 
+def open_result(write_to: str, *, compute: bool) -> Any:
+    """The published output as a lazy dask array, or as NumPy with ``compute``.
+
+    Opened as a zarr array first and given a fresh name: ``da.from_zarr`` on a path sets
+    up an fsspec mapper and hashes the array to name it, tens of milliseconds that every
+    call paid for nothing (the output was just written; no graph shares it).
+    """
+    import uuid
+
+    import dask.array as da
+    import numpy as np
+    import zarr
+
+    array = zarr.open_array(os.path.abspath(write_to), mode="r")  # workers may run elsewhere
+    result = da.from_zarr(array, name=f"patchworks-{uuid.uuid4().hex}")
+    return np.asarray(result.compute()) if compute else result
+
+
 def publish(built: str, write_to: str, scratch: str) -> None:
     """Move the finished array ``built`` to ``write_to``, replacing an old one last."""
     if os.path.exists(write_to):

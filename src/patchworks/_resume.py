@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._durable import atomic_write_bytes, fsync_dir
+from ._output import open_result
 from ._staging import Staging, create_staging, remove_tree, scratch_dir
 from ._tilelog import DurableTiles, TileLog, read_tile_log, run_durably, staged_arrays
 from .errors import (
@@ -201,12 +202,9 @@ class OutputRun:
 
     def finished_result(self, *, compute: bool) -> Any:
         """Release the run and return the already complete ``write_to``."""
-        import dask.array as da
-        import numpy as np
-
         self.close()
-        result = da.from_zarr(self.write_to)
-        return np.asarray(result.compute()) if compute else result
+        assert self.write_to is not None  # only a run with an output finishes early
+        return open_result(self.write_to, compute=compute)
 
     def finished(self, fingerprint: dict[str, Any] | None) -> bool:
         """True when ``write_to`` is already the complete result of this very call."""
