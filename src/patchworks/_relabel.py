@@ -97,8 +97,11 @@ def apply_lut(local: np.ndarray, lut: np.ndarray, out: np.ndarray | None = None)
     """
     if local.size and int(local.max()) >= lut.size:
         raise IndexError(f"label {int(local.max())} outside a table of {lut.size}")
-    if lut.dtype.itemsize not in (4, 8):
-        return np.take(lut, local, out=out, mode="clip")
+    if lut.dtype.itemsize not in (4, 8):  # 1- and 2-byte outputs: NumPy's gather
+        if out is None:
+            return lut[local]
+        out[...] = lut[local]
+        return out
     if out is None:
         out = np.empty(local.shape, dtype=lut.dtype)
     np.copyto(out, local, casting="unsafe")
