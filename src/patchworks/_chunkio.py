@@ -189,9 +189,7 @@ class ChunkIO:
             return np.zeros(self._box(coords), dtype=np.uint8)
         if not data.startswith(LOCAL_MAGIC):
             return self._decode(data, coords, reuse=reuse)
-        dtype = np.dtype(f"<u{data[len(LOCAL_MAGIC)]}")
-        shape = self._box(coords)
-        out = reusable("read", shape, dtype) if reuse else np.empty(shape, dtype=dtype)
+        out = _target(reuse, "read", self._box(coords), f"<u{data[len(LOCAL_MAGIC)]}")
         self._codec().decode(memoryview(data)[len(LOCAL_MAGIC) + 1 :], out=out)
         return out
 
@@ -203,9 +201,7 @@ class ChunkIO:
         """
         data = self._load(coords)
         if data is None:
-            if not reuse:
-                return np.zeros(self._box(coords), dtype=self.dtype)
-            empty = reusable("read", self._box(coords), self.dtype)
+            empty = _target(reuse, "read", self._box(coords), self.dtype)
             empty.fill(0)
             return empty
         return self._decode(data, coords, reuse=reuse)
@@ -236,7 +232,7 @@ class ChunkIO:
         aligned = all(s.start == i * c for s, i, c in zip(box, first, self.chunks, strict=True))
         if aligned and shape == self._box(first):
             return self.read(first, reuse=reuse)  # the box is exactly one chunk
-        out = reusable("box", shape, self.dtype) if reuse else np.empty(shape, dtype=self.dtype)
+        out = _target(reuse, "box", shape, self.dtype)
         ranges = [
             range(i, -(-s.stop // c)) for s, i, c in zip(box, first, self.chunks, strict=True)
         ]
@@ -251,16 +247,18 @@ class ChunkIO:
         return out
 
     def _decode(self, data: bytes, coords: tuple[int, ...], *, reuse: bool = False) -> np.ndarray:
-        if reuse:
-            out = reusable("read", self.chunks, self.dtype)
-        else:
-            out = np.empty(self.chunks, dtype=self.dtype)
+        out = _target(reuse, "read", self.chunks, self.dtype)
         codec = self._codec()
         if codec is not None:
             codec.decode(data, out=out)
         else:
             out.ravel()[:] = np.frombuffer(data, dtype=self.dtype)
         return out[tuple(slice(0, n) for n in self._box(coords))]
+
+
+def _target(reuse: bool, purpose: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """Where a read decodes to: this thread's :func:`reusable` buffer, or a fresh array."""
+    return reusable(purpose, shape, dtype) if reuse else np.empty(shape, dtype=dtype)
 
 
 def _drop_if_empty(path: str, block: np.ndarray) -> bool:

@@ -57,9 +57,10 @@ class Seams:
     iou_threshold: float
     anchor: Any = None
 
-    def stage(self, job: Any, tile: Tile, labels: np.ndarray) -> TileSummary:
-        """Tile-stage hook: renumber a tile's halo labels to ``1..n`` and stage them."""
-        local = to_local_labels(labels, job.labels_dtype, tile)
+    def stage(self, job: Any, tile: Tile, labels: np.ndarray, top: int) -> TileSummary:
+        """Tile-stage hook: renumber a tile's halo labels (largest ``top``) to ``1..n``
+        and stage them."""
+        local = to_local_labels(labels, job.labels_dtype, tile, top=top)
         if local.n:
             halo = local.whole().astype(HALO_DTYPE, copy=False)
             self.halos[self.slot(tile, tile.halo_box)] = halo

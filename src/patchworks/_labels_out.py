@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ._axes import Axes
+from ._output import open_result
 from ._pyramid import LevelJob, check_method, default_factors, downsample_chunk
 from ._staging import remove_tree
 from ._storage import is_url
@@ -82,7 +83,6 @@ class LabelOutput:
 
     def finish(self, executor: Any, result: Any, plan: Any, *, compute: bool) -> Any:
         """Level 0, pyramid and metadata; move the label image into place; new result."""
-        import dask.array as da
         import zarr
 
         written = zarr.open_array(self.level0_path, mode="r")
@@ -125,7 +125,7 @@ class LabelOutput:
         remove_tree(self.level0_path)
         if compute:
             return result
-        return da.from_zarr(os.path.join(self.final_path, "0"))
+        return open_result(os.path.join(self.final_path, "0"), compute=False)
 
     def _reusable(self, written: Any, chunks: tuple[int, ...]) -> bool:
         """Whether the pipeline's array already has this image's format, chunks and codec."""

@@ -51,7 +51,6 @@ class MergeRun:
 
 def merge(run: MergeRun, *, compute: bool) -> Any:
     """Faces → label map → relabel; write or return lazily. Cleans up scratch data."""
-
     plan, executor = run.plan, run.executor
     occupied = [int(i) for i in np.flatnonzero(run.counts)]
     if run.seams is not None:

@@ -27,7 +27,8 @@ class RelabelJob:
     """Everything a worker needs to relabel tiles; shipped once per run.
 
     ``labels`` holds local labels when ``compact`` is true (staged by patchworks), or a
-    user's per-tile labels that are renumbered again, deterministically, when false.
+    user's per-tile labels when false, mapped through the label IDs the scan kept in the
+    face store (``faces``), or renumbered again, deterministically, for sparse IDs.
     """
 
     plan: TilePlan

@@ -25,7 +25,7 @@ import numpy as np
 
 from ._chunkio import ChunkIO, tile_io, write_tile
 from ._codecs import label_compressors
-from ._facestore import FaceRef, FaceStore
+from ._facestore import FaceStore
 from ._plan import TilePlan
 from .errors import InvalidParameterError
 
@@ -67,17 +67,6 @@ class Staging:
             self.labels_io.write_local(position, local, n)
         else:
             write_tile(self.labels, None, position, core, local.astype(self.labels.dtype))
-
-    def write_faces(
-        self,
-        core_shape: tuple[int, ...],
-        planes: list[np.ndarray],
-        n: int,
-        ids: np.ndarray | None = None,
-    ) -> FaceRef:
-        """Store the face planes (in local labels ``0..n``) of a tile's core, and the
-        label ``ids``."""
-        return self.faces.append(core_shape, planes, n, ids)
 
 
 def create_label_array(path: str, shape, chunks, dtype, *, attributes=None) -> Any:

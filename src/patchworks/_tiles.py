@@ -191,12 +191,8 @@ def to_local_labels(
         local = LocalLabels(n=int(ids.size), ids=ids.astype(np.uint64), labels=labels, table=table)
     else:
         renumbered, mapping = fastremap.renumber(labels, preserve_zero=True, in_place=False)
-        local = LocalLabels(
-            n=len(mapping) - (0 in mapping),  # the mapping always holds 0 -> 0
-            ids=_ids_of(mapping),
-            labels=labels,
-            renumbered=renumbered,
-        )
+        ids = _ids_of(mapping)
+        local = LocalLabels(n=int(ids.size), ids=ids, labels=labels, renumbered=renumbered)
     if local.n > np.iinfo(labels_dtype).max:
         raise LabelOverflowError(
             f"{tile.describe()} has {local.n} labels, more than the output `dtype` "
@@ -228,7 +224,7 @@ def present_labels(flat: np.ndarray, top: int) -> np.ndarray:
 
 def _ids_of(mapping: dict[Any, Any]) -> np.ndarray:
     """The label that became each local label ``1..n`` (``ids[local - 1]``)."""
-    n = len(mapping) - (0 in mapping)
+    n = len(mapping) - (0 in mapping)  # the mapping always holds 0 -> 0
     ids = np.zeros(n, dtype=np.uint64)
     labels = np.fromiter(mapping.keys(), dtype=np.uint64, count=len(mapping))
     local = np.fromiter(mapping.values(), dtype=np.int64, count=len(mapping))
@@ -250,7 +246,7 @@ def stage_local_labels(job: TileJob, tile: Tile, local: LocalLabels) -> TileSumm
         job.staging.write_labels(tile.position, tile.core, local.whole(), local.n)
     else:
         ids = local.ids
-    faces = job.staging.write_faces(local.labels.shape, local.faces(), local.n, ids)
+    faces = job.staging.faces.append(local.labels.shape, local.faces(), local.n, ids)
     return TileSummary(index=tile.index, n_labels=local.n, faces=faces)
 
 
@@ -306,7 +302,7 @@ def process_tile(job: TileJob, index: int) -> TileSummary:
         if core.size == 0 or core.max() <= threshold:
             return TileSummary(index=index, n_labels=0, skipped=True)
     if job.seams is not None:
-        return job.seams.stage(job, tile, run_fn(job, tile, data, crop=False)[0])
+        return job.seams.stage(job, tile, *run_fn(job, tile, data, crop=False))
     labels, top = run_fn(job, tile, data)
     local = to_local_labels(labels, job.labels_dtype, tile, top=top)
     return stage_local_labels(job, tile, local)
@@ -316,8 +312,8 @@ def stage_label_block(job: TileJob, index: int, block: Any) -> TileSummary:
     """Stage 2 for a tile whose labels already exist (``merge_tile_labels``)."""
     tile = job.plan.tile(index)
     if job.seams is not None:  # one halo'd tile per block
-        labels, _ = check_labels(block, tile.halo_shape, tile, origin="the labeled input")
-        return job.seams.stage(job, tile, labels)
+        labels, top = check_labels(block, tile.halo_shape, tile, origin="the labeled input")
+        return job.seams.stage(job, tile, labels, top)
     labels, top = check_labels(block, tile.core_shape, tile, origin="the labeled input")
     local = to_local_labels(labels, job.labels_dtype, tile, top=top)
     return stage_local_labels(job, tile, local)
