@@ -112,3 +112,22 @@ def test_apply_lut_into_a_buffer_and_bounds(dtype):
     assert apply_lut(local, small).tolist() == [[0, 9], [7, 9]]
     with pytest.raises(IndexError, match="label 3 outside a table of 3"):
         apply_lut(local + np.array(1, dtype=dtype), lut)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.integers(0, 600),
+    n=st.integers(1, 256),
+    table_dtype=st.sampled_from(["int32", "uint32", "int64"]),
+    step=st.sampled_from([1, 2]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_apply_lut_matches_numpy_gather(size, n, table_dtype, step, seed):
+    from patchworks._relabel import apply_lut
+
+    rng = np.random.default_rng(seed)
+    lut = rng.integers(0, np.iinfo(table_dtype).max, size=n, dtype=table_dtype)
+    local = rng.integers(0, n, size=size).astype("uint8")[::step]  # odd sizes, strides
+    assert np.array_equal(apply_lut(local, lut), lut[local])
+    out = np.empty(local.shape, dtype=table_dtype)
+    assert apply_lut(local, lut, out) is out and np.array_equal(out, lut[local])

@@ -280,13 +280,10 @@ def _write_file(path: str, data: bytes) -> None:
     mounted with ``discard``, while rewriting them in place costs microseconds.
     """
     try:
-        fd = os.open(path, os.O_WRONLY)
-    except FileNotFoundError:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)  # no O_TRUNC: see above
+    except FileNotFoundError:  # the chunk's folder does not exist yet
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
     try:
         view = memoryview(data)
         while view:

@@ -8,6 +8,7 @@ function backs a lazy dask array when no output store is wanted.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -88,7 +89,8 @@ def apply_lut(local: np.ndarray, lut: np.ndarray, out: np.ndarray | None = None)
     The labels are widened into ``out`` and remapped there in place by fastremap's C++
     loop: no index array as wide as NumPy's gather makes (8 bytes a voxel). That loop does
     not check bounds, so the labels are checked first (a pass over one-byte local labels
-    costs a few hundredths of a millisecond per million voxels).
+    costs a few hundredths of a millisecond per million voxels). One-byte local labels
+    with a 4-byte table are looked up two voxels at a time (:func:`_pair_table`).
 
     Examples
     --------
@@ -105,10 +107,46 @@ def apply_lut(local: np.ndarray, lut: np.ndarray, out: np.ndarray | None = None)
         return out
     if out is None:
         out = np.empty(local.shape, dtype=lut.dtype)
+    if (
+        sys.byteorder == "little"
+        and local.dtype.itemsize == 1
+        and lut.dtype.itemsize == 4
+        and local.size % 2 == 0
+        and local.flags.c_contiguous
+        and out.flags.c_contiguous
+    ):
+        # Each pair of voxels, read as one uint16, indexes a table of uint64 pairs of
+        # final labels: half the lookups, for a table built in about 0.1 ms.
+        pairs = out.reshape(-1).view(np.uint64)
+        np.copyto(pairs, local.reshape(-1).view("<u2"), casting="unsafe")
+        fastremap.remap_from_array(pairs, _pair_table(lut), in_place=True)
+        return out
     np.copyto(out, local, casting="unsafe")
     unsigned = np.dtype(f"u{lut.dtype.itemsize}")
     fastremap.remap_from_array(out.reshape(-1).view(unsigned), lut.view(unsigned), in_place=True)
     return out
+
+
+def _pair_table(lut: np.ndarray) -> np.ndarray:
+    """For a table of 4-byte labels (at most 256 entries): the table that maps two one-byte
+    local labels ``a, b``, read together as the little-endian uint16 ``a + 256 * b``, to
+    the little-endian uint64 holding ``lut[a]`` then ``lut[b]`` (so the two final labels
+    land where the two voxels were).
+
+    Examples
+    --------
+    >>> lut = np.array([0, 7, 9], dtype="int32")
+    >>> pairs = _pair_table(lut)
+    >>> np.array([pairs[2 + 256 * 1]], dtype="<u8").view("<i4").tolist()
+    [9, 7]
+    """
+    size = lut.size
+    values = np.zeros(256, dtype=np.uint64)
+    values[:size] = lut.astype("<i4").view("<u4")
+    table = np.zeros((size, 256), dtype=np.uint64)  # rows b (second voxel), columns a
+    np.left_shift(values[:size, None], np.uint64(32), out=table)
+    table |= values[None, :]
+    return table.reshape(-1)
 
 
 def relabel_tile(job: RelabelJob, index: int) -> None:
