@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat",
         type=int,
-        default=3,
+        default=5,
         help="runs per engine, each after its own floor run; the fastest of each is kept",
     )
     ns = parser.parse_args(argv)
