@@ -119,7 +119,7 @@ def apply_lut(local: np.ndarray, lut: np.ndarray, out: np.ndarray | None = None)
         # final labels: half the lookups, for a table built in about 0.1 ms.
         pairs = out.reshape(-1).view(np.uint64)
         np.copyto(pairs, local.reshape(-1).view("<u2"), casting="unsafe")
-        fastremap.remap_from_array(pairs, _pair_table(lut), in_place=True)
+        fastremap.remap_from_array(pairs, _pair_table(lut[:256]), in_place=True)
         return out
     np.copyto(out, local, casting="unsafe")
     unsigned = np.dtype(f"u{lut.dtype.itemsize}")
