@@ -1,4 +1,5 @@
-"""The benchmark's own checks: the chunk-wise partition check and the overhead script."""
+"""The benchmark's own checks: the chunk-wise partition check, the overhead script and the
+A/B script's plumbing."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from scipy import ndimage as ndi
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
 
 import _check
+import ab
 import overhead
 
 
@@ -39,3 +41,15 @@ def test_overhead_script_reports_per_tile_overhead(capsys, tmp_path):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["tiles"] == 200
     assert result["overhead_ms_per_tile"] > 0
+
+
+def test_ab_exports_a_revision_and_times_an_engine_with_it(tmp_path, rng):
+    src = ab.export_src("HEAD", str(tmp_path))
+    assert os.path.exists(os.path.join(src, "patchworks", "__init__.py"))
+    image = str(tmp_path / "image.zarr")
+    data = (rng.random((32, 32, 32)) * 800).astype("uint16")
+    zarr.create_array(image, data=data, chunks=(16, 16, 16))
+    args = {"image": image, "tile": [16] * 3, "workers": 2, "out": str(tmp_path / "out.zarr")}
+    assert ab.run("ours", args, src) > 0
+    assert not os.path.exists(args["out"])  # removed unless kept
+    assert ab.run("floor", args, src, keep=True) > 0 and os.path.exists(args["out"])
