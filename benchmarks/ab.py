@@ -17,7 +17,6 @@ speed benchmark's (``run.py`` creates it).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -27,9 +26,11 @@ import tarfile
 import tempfile
 
 import _data
+from run import run_engine
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+TIMEOUT_S = 600.0  # per engine run
 
 
 def export_src(rev: str, into: str) -> str:
@@ -44,18 +45,19 @@ def export_src(rev: str, into: str) -> str:
 
 
 def run(engine: str, args: dict, src: str, *, keep: bool = False) -> float:
-    """``wall - fn`` seconds of one engine run with the patchworks in ``src``; its output
-    is removed afterwards unless ``keep``."""
+    """``wall - fn`` seconds of one engine run (``run.run_engine``, as the speed benchmark
+    runs it) with the patchworks in ``src``; its output is removed afterwards unless
+    ``keep``."""
     shutil.rmtree(args["out"], ignore_errors=True)
-    done = subprocess.run(
-        [sys.executable, os.path.join(HERE, "_engines.py"), engine, json.dumps(args)],
-        capture_output=True,
-        text=True,
+    result = run_engine(
+        engine,
+        args,
+        python=sys.executable,
+        timeout=TIMEOUT_S,
         env={**os.environ, "PYTHONPATH": src},
     )
-    if done.returncode:
-        raise SystemExit(f"{engine} failed with {src}:\n{done.stderr[-3000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if "error" in result:
+        raise SystemExit(f"{engine} with {src}: {result['error']}")
     if not keep:
         shutil.rmtree(args["out"], ignore_errors=True)
     return float(result["seconds"]) - float(result.get("fn_seconds", 0.0))

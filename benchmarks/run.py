@@ -41,11 +41,14 @@ NEEDS = {"dask-image": "dask_image", "cc3d": "cc3d"}
 REPEAT_BUDGET_S = 60.0
 
 
-def _peak_rss_run(cmd: list[str], timeout: float) -> tuple[int, str, str, float]:
-    """Run ``cmd``; return (returncode, stdout, stderr, peak RSS of its process tree, MiB)."""
+def _peak_rss_run(
+    cmd: list[str], timeout: float, env: dict[str, str] | None = None
+) -> tuple[int, str, str, float]:
+    """Run ``cmd`` (in ``env``, else this process's environment); return (returncode,
+    stdout, stderr, peak RSS of its process tree, MiB)."""
     import psutil
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     parent = psutil.Process(proc.pid)
     peak, deadline = 0, time.monotonic() + timeout
     while proc.poll() is None:
@@ -102,9 +105,13 @@ def _fits_in_ram(shape) -> bool:
     return need < 0.6 * psutil.virtual_memory().available
 
 
-def run_engine(engine: str, args: dict, *, python: str, timeout: float) -> dict:
+def run_engine(
+    engine: str, args: dict, *, python: str, timeout: float, env: dict[str, str] | None = None
+) -> dict:
+    """Run one engine of ``_engines.py`` in its own process; its JSON result, with its
+    peak RSS, or an ``error``."""
     cmd = [python, os.path.join(HERE, "_engines.py"), engine, json.dumps(args)]
-    code, out, err, peak = _peak_rss_run(cmd, timeout)
+    code, out, err, peak = _peak_rss_run(cmd, timeout, env)
     result = {"engine": engine, "peak_mib": peak}
     if code == -9:
         result["error"] = f">{timeout:.0f}s (timeout)"
