@@ -98,6 +98,34 @@ def test_local_labels_round_trip_in_the_narrowest_type(rng, top):
     assert io.read_local((0, 1)).tolist() == [[0, 0, 0]] * 4  # never written
 
 
+@pytest.mark.parametrize("top", [1, 255, 256, 70_000])
+def test_runs_round_trip(rng, top):
+    array = create_label_array("a.zarr", (5, 7), (4, 4), "int64")
+    io = ChunkIO.of(array)
+    values = rng.integers(0, top + 1, size=3)
+    values[0] = top
+    lengths = np.array([1, 0, 2])  # the corner chunk is 1 x 3
+    io.write_runs((1, 1), lengths, values, top)
+    back_values, back_lengths = io.read_runs((1, 1))
+    assert back_values.dtype == np.min_scalar_type(top)
+    assert back_values.tolist() == values.tolist() and back_lengths.tolist() == [1, 0, 2]
+    assert io.read_local((1, 1)).tolist() == [[top, values[2], values[2]]]
+    io.write_local((0, 0), np.ones((4, 4), "uint8"), 1)  # other encodings: not runs
+    assert io.read_runs((0, 0)) is None and io.read_runs((0, 1)) is None
+    io.write_runs((1, 1), np.array([3]), np.array([0]), 0)  # all background: no chunk
+    assert io.read_runs((1, 1)) is None and not array[4:, 4:].any()
+
+
+def test_runs_in_an_uncompressed_array_are_plain_chunks():
+    array = zarr.create_array(
+        "u.zarr", shape=(2, 2), chunks=(2, 2), dtype="int32", fill_value=0, compressors=None
+    )
+    io = ChunkIO.of(array)
+    io.write_runs((0, 0), np.array([3, 1]), np.array([2, 1]), 2)
+    assert io.read_runs((0, 0)) is None
+    assert array[:].tolist() == [[2, 2], [2, 1]]
+
+
 def test_published_output_holds_only_plain_zarr_chunks(tmp_path):
     from scipy import ndimage as ndi
 

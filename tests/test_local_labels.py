@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from patchworks._chunkio import REUSABLE_BYTES, reusable
 from patchworks._facestore import FaceIndex, FaceStore, face_planes
 from patchworks._plan import TilePlan
-from patchworks._tiles import dense_limit, present_labels, to_local_labels
+from patchworks._tiles import MIN_MEAN_RUN, LabelRuns, dense_limit, to_local_labels
 
 TILE = TilePlan((4,), (4,), (0,)).tile(0)
 
@@ -58,9 +58,33 @@ def test_sparse_labels_are_renumbered_by_first_appearance():
     assert local.ids.tolist() == [7 * 10**12, 5]
 
 
-def test_present_labels_ignores_background():
-    assert present_labels(np.zeros(5, "uint8"), 0).tolist() == []
-    assert present_labels(np.array([4, 4, 4], "uint16"), 4).tolist() == [4]
+def test_label_runs_of_empty_and_constant_arrays():
+    empty = LabelRuns.of(np.zeros(0, "uint8"))
+    assert empty.starts.tolist() == [] and empty.values.tolist() == []
+    constant = LabelRuns.of(np.full(40, 4, "uint16"))
+    assert constant.starts.tolist() == [0] and constant.values.tolist() == [4]
+    assert constant.long
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 9), min_size=1, max_size=3),
+    top=st.integers(0, 300),
+    mean_run=st.sampled_from([1, MIN_MEAN_RUN, 64]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_run_lengths_expand_to_the_local_labels(shape, top, mean_run, seed):
+    rng = np.random.default_rng(seed)
+    size = int(np.prod(shape))
+    runs = rng.integers(0, top + 1, size=max(1, size // mean_run))
+    labels = np.resize(np.repeat(runs, mean_run), shape).astype("int32")
+    local = to_local_labels(labels, np.dtype("int32"), TILE)
+    expanded = local.run_lengths()
+    if expanded is None:  # short runs: staged voxel by voxel
+        assert np.count_nonzero(np.diff(labels.reshape(-1))) + 1 > size / MIN_MEAN_RUN
+        return
+    lengths, values = expanded
+    assert np.array_equal(np.repeat(values, lengths).reshape(shape), local.whole())
 
 
 @pytest.mark.parametrize("ndim", [1, 2, 3, 4])

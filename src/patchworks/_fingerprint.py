@@ -46,8 +46,9 @@ FULL_HASH_BYTES = 1 << 30
 #: Layout of the resume state (staged arrays, face store, tile summaries). Bump it when
 #: the layout changes, so a state written by another layout is never reused; 2: face slabs
 #: in per-thread segment files and compact staged labels; 3: one frame per tile in those
-#: files, local labels in increasing order of label; 4: those frames in LZ4 instead of zlib.
-STATE_FORMAT = 4
+#: files, local labels in increasing order of label; 4: those frames in LZ4 instead of zlib;
+#: 5: staged local labels as runs when the runs are long.
+STATE_FORMAT = 5
 
 
 def _digest(data: bytes | memoryview) -> str:

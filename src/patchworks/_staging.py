@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from ._codecs import label_compressors
 from ._facestore import FaceStore
 from ._plan import TilePlan
 from .errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    from ._tiles import LocalLabels
 
 
 @dataclass(frozen=True)
@@ -58,15 +61,20 @@ class Staging:
         return None if self.labels is None else tile_io(self.labels, self.tile_shape)
 
     def write_labels(
-        self, position: tuple[int, ...], core: tuple[slice, ...], local: np.ndarray, n: int
+        self, position: tuple[int, ...], core: tuple[slice, ...], local: LocalLabels
     ) -> None:
-        """Store the local labels ``0..n`` of the tile at ``position`` (one whole chunk),
-        compactly (see :meth:`ChunkIO.write_local`) unless the array is not one we can
-        write directly."""
-        if self.labels_io is not None:
-            self.labels_io.write_local(position, local, n)
+        """Store the :class:`~patchworks._tiles.LocalLabels` of the tile at ``position``
+        (one whole chunk) compactly: as runs when they are long (:meth:`ChunkIO.write_runs`),
+        else voxel by voxel (:meth:`ChunkIO.write_local`), unless the array is not one we
+        can write directly."""
+        if self.labels_io is None:
+            write_tile(self.labels, None, position, core, local.whole().astype(self.labels.dtype))
+            return
+        runs = local.run_lengths()
+        if runs is not None:
+            self.labels_io.write_runs(position, *runs, local.n)
         else:
-            write_tile(self.labels, None, position, core, local.astype(self.labels.dtype))
+            self.labels_io.write_local(position, local.whole(), local.n)
 
 
 def create_label_array(path: str, shape, chunks, dtype, *, attributes=None) -> Any:

@@ -142,12 +142,22 @@ class LocalLabels:
     labels: np.ndarray  # the tile's labels, in the narrowest type that holds them
     table: np.ndarray | None = None
     renumbered: np.ndarray | None = None
+    runs: LabelRuns | None = None  # the runs of ``labels``, when they are long (dense IDs)
 
     def whole(self) -> np.ndarray:
         """The tile's local labels."""
         if self.renumbered is not None:
             return self.renumbered
         return self.labels if self.table is None else self.table[self.labels]
+
+    def run_lengths(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The tile's local labels as runs of the C-order flattened tile: the length of
+        every run and its local label; None when the runs were too short to keep."""
+        if self.runs is None:
+            return None
+        lengths = np.diff(self.runs.starts, append=self.labels.size)
+        values = self.runs.values
+        return lengths, (values if self.table is None else self.table[values])
 
     def faces(self) -> list[np.ndarray]:
         """The tile's :func:`face_planes`, in local labels (only they are mapped)."""
@@ -182,13 +192,23 @@ def to_local_labels(
             buffer = reusable("narrow", labels.shape, narrow)
             np.copyto(buffer, labels, casting="unsafe")
             labels = buffer
-        ids = present_labels(labels.reshape(-1), top)
+        runs = LabelRuns.of(labels.reshape(-1))
+        present = np.zeros(top + 1, dtype=bool)
+        present[runs.values] = True
+        present[0] = False
+        ids = np.flatnonzero(present)
         if not ids.size or ids[-1] == ids.size:  # already 1..n
             table = None
         else:
             table = np.zeros(int(ids[-1]) + 1, dtype=np.min_scalar_type(ids.size))
             table[ids] = np.arange(1, ids.size + 1, dtype=table.dtype)
-        local = LocalLabels(n=int(ids.size), ids=ids.astype(np.uint64), labels=labels, table=table)
+        local = LocalLabels(
+            n=int(ids.size),
+            ids=ids.astype(np.uint64),
+            labels=labels,
+            table=table,
+            runs=runs if runs.long else None,
+        )
     else:
         renumbered, mapping = fastremap.renumber(labels, preserve_zero=True, in_place=False)
         ids = _ids_of(mapping)
@@ -201,25 +221,43 @@ def to_local_labels(
     return local
 
 
-def present_labels(flat: np.ndarray, top: int) -> np.ndarray:
-    """The distinct nonzero values of the 1-D ``flat`` (all in ``0..top``), sorted.
+#: Shortest mean run length (voxels) at which a tile's local labels are staged as runs.
+MIN_MEAN_RUN = 16
 
-    Only the first voxel of every run of equal values is looked up: segmentations come in
-    long runs, so this touches a few percent of the voxels, in NumPy loops that release
-    the GIL (fastremap's ``unique`` holds it throughout, which serialises the threads).
+
+@dataclass(frozen=True)
+class LabelRuns:
+    """The runs of equal values of a 1-D array of labels: where each starts, its value.
+
+    Every distinct value appears as the value of some run, so the runs find which labels
+    are present while looking up only the first voxel of each run: segmentations come in
+    long runs, so that is a few percent of the voxels, in NumPy loops that release the GIL
+    (fastremap's ``unique`` holds it throughout, which serialises the threads). When the
+    runs are long they are also how the tile is staged (:meth:`ChunkIO.write_runs`).
 
     Examples
     --------
-    >>> present_labels(np.array([3, 3, 0, 0, 1, 3, 3]), 3).tolist()
-    [1, 3]
+    >>> LabelRuns.of(np.repeat([0, 5, 0], 20)).starts.tolist()
+    [0, 20, 40]
+    >>> short = LabelRuns.of(np.array([3, 3, 0, 0, 1, 3, 3]))  # mean run under 16 voxels
+    >>> short.long, short.values.tolist()
+    (False, [3, 0, 1, 3])
     """
-    starts = reusable("starts", flat.shape, bool)
-    starts[:1] = True
-    np.not_equal(flat[1:], flat[:-1], out=starts[1:])
-    present = np.zeros(top + 1, dtype=bool)
-    present[np.compress(starts, flat)] = True
-    present[0] = False
-    return np.flatnonzero(present)
+
+    starts: np.ndarray
+    values: np.ndarray
+    long: bool  # mean run length at least MIN_MEAN_RUN voxels
+
+    @classmethod
+    def of(cls, flat: np.ndarray) -> LabelRuns:
+        changes = reusable("starts", flat.shape, bool)
+        changes[:1] = True
+        np.not_equal(flat[1:], flat[:-1], out=changes[1:])
+        long = np.count_nonzero(changes) * MIN_MEAN_RUN <= flat.size
+        # Short runs: only the values are kept (a compress is cheaper than positions).
+        starts = np.flatnonzero(changes) if long else np.empty(0, dtype=np.intp)
+        values = flat[starts] if long else np.compress(changes, flat)
+        return cls(starts=starts, values=values, long=bool(long))
 
 
 def _ids_of(mapping: dict[Any, Any]) -> np.ndarray:
@@ -243,7 +281,7 @@ def stage_local_labels(job: TileJob, tile: Tile, local: LocalLabels) -> TileSumm
         return TileSummary(index=tile.index, n_labels=0)
     ids = None
     if job.staging.labels is not None:
-        job.staging.write_labels(tile.position, tile.core, local.whole(), local.n)
+        job.staging.write_labels(tile.position, tile.core, local)
     else:
         ids = local.ids
     faces = job.staging.faces.append(local.labels.shape, local.faces(), local.n, ids)
