@@ -170,15 +170,23 @@ def relabel_tile(job: RelabelJob, index: int) -> None:
         return  # an empty tile staged in place is already all background
     position = job.plan.position(index)
     core = job.plan.core(position)
-    runs = job.labels_io.read_runs(position) if job.compact and job.labels_io else None
-    if runs is not None:  # staged as runs: map each run's label, then expand the runs
-        final = relabel_runs(job, index, *runs).reshape([s.stop - s.start for s in core])
-    else:
-        # Both buffers are this thread's own and are done with once the tile is written.
-        block = _read_labels(job, position, core, reuse=True)
-        final = relabel_block(job, index, block, reusable("relabel", block.shape, job.dtype))
+    final = _final_labels(job, index, position, core, reuse=True)
     # A tile with labels keeps some (final labels are never 0).
     write_tile(job.output, job.output_io, position, core, final, nonzero=bool(n_local))
+
+
+def _final_labels(
+    job: RelabelJob, index: int, position: tuple[int, ...], core: tuple[slice, ...], *, reuse: bool
+) -> np.ndarray:
+    """Final labels of tile ``index`` from what the tile stage left: its staged runs, its
+    staged local labels or the user's labels. With ``reuse`` the result may live in this
+    thread's reusable buffers (valid until its next tile)."""
+    runs = job.labels_io.read_runs(position) if job.compact and job.labels_io else None
+    if runs is not None:  # staged as runs: map each run's label, then expand the runs
+        return relabel_runs(job, index, *runs).reshape([s.stop - s.start for s in core])
+    block = _read_labels(job, position, core, reuse=reuse)
+    out = reusable("relabel", block.shape, job.dtype) if reuse else None
+    return relabel_block(job, index, block, out)
 
 
 def _read_labels(
@@ -196,8 +204,9 @@ def _relabel_chunk(block: np.ndarray, job: RelabelJob, block_info: Any = None) -
 
 def _relabel_staged_tile(job: RelabelJob, block_info: Any = None) -> np.ndarray:
     position = tuple(block_info[None]["chunk-location"])
-    block = _read_labels(job, position, job.plan.core(position))
-    return relabel_block(job, job.plan.index(position), block)
+    return _final_labels(
+        job, job.plan.index(position), position, job.plan.core(position), reuse=False
+    )
 
 
 def lazy_relabel(job: RelabelJob) -> Any:
