@@ -116,6 +116,17 @@ def test_runs_round_trip(rng, top):
     assert io.read_runs((1, 1)) is None and not array[4:, 4:].any()
 
 
+@pytest.mark.parametrize("lengths", [[300, 100], [70_000, 20_000]])  # 2- and 4-byte lengths
+def test_long_runs_round_trip(lengths):
+    side = int(np.sqrt(sum(lengths)))
+    array = create_label_array("a.zarr", (side, side), (side, side), "int32")
+    io = ChunkIO.of(array)
+    io.write_runs((0, 0), np.array(lengths), np.array([1, 2]), 2)
+    values, back = io.read_runs((0, 0))
+    assert back.tolist() == lengths and values.tolist() == [1, 2]
+    np.testing.assert_array_equal(io.read_local((0, 0)).ravel(), np.repeat([1, 2], lengths))
+
+
 def test_runs_in_an_uncompressed_array_are_plain_chunks():
     array = zarr.create_array(
         "u.zarr", shape=(2, 2), chunks=(2, 2), dtype="int32", fill_value=0, compressors=None
