@@ -204,9 +204,8 @@ class ChunkIO:
         >>> io.read_local((0, 0)).tolist()
         [[0, 0, 1], [1, 1, 2]]
         """
-        box = self._box(coords)
-        if self.level is None or int(np.prod(box, dtype=np.int64)) >= 1 << 32:
-            self.write_local(coords, np.repeat(values, lengths).reshape(box), top)
+        if self.level is None:  # an uncompressed array keeps the plain encoding
+            self.write(coords, np.repeat(values, lengths).reshape(self._box(coords)))
             return
         path = self._path(coords)
         if top == 0:
