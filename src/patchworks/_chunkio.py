@@ -209,8 +209,7 @@ class ChunkIO:
             return
         path = self._path(coords)
         if top == 0:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)  # zarr reads a missing chunk as fill value 0
+            _remove_chunk(path)
             return
         # Run lengths in the narrowest type that holds them, byte-shuffled (all low bytes,
         # then all next bytes, ...): the high bytes are mostly zero, which zstd compresses
@@ -337,9 +336,15 @@ def _drop_if_empty(path: str, block: np.ndarray) -> bool:
     chunk as fill value 0); whether it was."""
     if block.any():
         return False
+    _remove_chunk(path)
+    return True
+
+
+def _remove_chunk(path: str) -> None:
+    """Remove the chunk file at ``path``, if any: zarr reads a missing chunk as fill
+    value 0."""
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)
-    return True
 
 
 def _write_file(path: str, data: bytes) -> None:

@@ -67,6 +67,10 @@ class LabelMap:
     n_labels: int
     max_label: int
 
+    def n_local(self, tile_index: int) -> int:
+        """Number of local labels of one tile."""
+        return int(self.offsets[tile_index + 1] - self.offsets[tile_index])
+
     def lut(self, tile_index: int, n_local: int, dtype: np.dtype | str = "int64") -> np.ndarray:
         """Lookup table ``local label -> final label`` for one tile (index 0 maps to 0)."""
         start = int(self.offsets[tile_index])

@@ -58,8 +58,7 @@ class ComposeJob:
 
 def _tables(job: ComposeJob, index: int) -> tuple[np.ndarray, np.ndarray]:
     """Lookup tables ``local label -> final label`` and ``local label -> owned here``."""
-    offsets = job.label_map.offsets
-    start, n_local = int(offsets[index]), int(offsets[index + 1] - offsets[index])
+    start, n_local = int(job.label_map.offsets[index]), job.label_map.n_local(index)
     lut = job.label_map.lut(index, n_local, job.dtype)
     kept = np.ones(n_local + 1, dtype=bool)
     kept[0] = False
@@ -87,19 +86,18 @@ def reaching_tiles(plan: TilePlan, tile: Tile) -> list[Tile]:
 def compose_tile(job: ComposeJob, index: int) -> np.ndarray:
     """Final labels of tile ``index``'s core, drawn by each object's owner."""
     seams, plan = job.seams, job.seams.plan
-    offsets = job.label_map.offsets
     tile = plan.tile(index)
     out = np.zeros(tile.core_shape, dtype=job.dtype)
     claimed = np.zeros(tile.core_shape, dtype=bool)
     own = None
-    if offsets[index + 1] > offsets[index]:
+    if job.label_map.n_local(index):
         own = seams.read(tile, tile.core)
         lut, kept = _tables(job, index)
         mine = kept[own]
         out[mine] = lut[own[mine]]
         claimed = mine
     for other in reaching_tiles(plan, tile):
-        if offsets[other.index + 1] == offsets[other.index]:
+        if not job.label_map.n_local(other.index):
             continue
         box = tuple(
             slice(max(c.start, h.start), min(c.stop, h.stop))

@@ -62,8 +62,7 @@ def relabel_block(
 ) -> np.ndarray:
     """Final labels of tile ``index`` from its block of (local or user) labels, written
     into ``out`` when given."""
-    offsets = job.label_map.offsets
-    n_local = int(offsets[index + 1] - offsets[index])
+    n_local = job.label_map.n_local(index)
     if n_local == 0:
         if out is None:
             return np.zeros(block.shape, dtype=job.dtype)
@@ -89,11 +88,15 @@ def relabel_runs(job: RelabelJob, index: int, values: np.ndarray, lengths: np.nd
     Only the runs' labels go through the table (a few percent of the voxels); expanding
     the runs writes each voxel once, with no pass over one-byte local labels first.
     """
-    offsets = job.label_map.offsets
-    lut = job.label_map.lut(index, int(offsets[index + 1] - offsets[index]), job.dtype)
-    if values.size and int(values.max()) >= lut.size:
-        raise IndexError(f"label {int(values.max())} outside a table of {lut.size}")
+    lut = job.label_map.lut(index, job.label_map.n_local(index), job.dtype)
+    _check_in_table(values, lut)
     return np.repeat(lut[values], lengths)
+
+
+def _check_in_table(labels: np.ndarray, lut: np.ndarray) -> None:
+    """Raise if a label is outside ``lut`` (the lookups do not check bounds)."""
+    if labels.size and int(labels.max()) >= lut.size:
+        raise IndexError(f"label {int(labels.max())} outside a table of {lut.size}")
 
 
 def apply_lut(local: np.ndarray, lut: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -111,8 +114,7 @@ def apply_lut(local: np.ndarray, lut: np.ndarray, out: np.ndarray | None = None)
     array([[0, 9],
            [7, 9]], dtype=int32)
     """
-    if local.size and int(local.max()) >= lut.size:
-        raise IndexError(f"label {int(local.max())} outside a table of {lut.size}")
+    _check_in_table(local, lut)
     if lut.dtype.itemsize not in (4, 8):  # 1- and 2-byte outputs: NumPy's gather
         if out is None:
             return lut[local]
@@ -164,8 +166,7 @@ def _pair_table(lut: np.ndarray) -> np.ndarray:
 
 def relabel_tile(job: RelabelJob, index: int) -> None:
     """Read tile ``index``, relabel it and write it to ``job.output``."""
-    offsets = job.label_map.offsets
-    n_local = int(offsets[index + 1] - offsets[index])
+    n_local = job.label_map.n_local(index)
     if not n_local and job.labels is job.output:
         return  # an empty tile staged in place is already all background
     position = job.plan.position(index)
