@@ -62,8 +62,12 @@ def floor(a: dict) -> dict:
     """
     import zarr
 
-    from patchworks._chunkio import ChunkIO
-    from patchworks._staging import create_label_array
+    try:  # the layered package (0.3); ab.py also times builds from before it
+        from patchworks._store.chunkio import ChunkIO
+        from patchworks.io._zarr import create_label_array
+    except ImportError:
+        from patchworks._chunkio import ChunkIO  # type: ignore[no-redef]
+        from patchworks._staging import create_label_array  # type: ignore[no-redef]
 
     tile = tuple(a["tile"])
     start = time.perf_counter()

@@ -78,8 +78,8 @@ def image_run(image: str, tile: int, workers: int) -> dict:
 
 def synthetic(n_tiles: int, boundary_per_tile: int, seed: int = 0) -> dict:
     """Label map for ``n_tiles`` tiles whose boundary objects pair with the next tile's."""
-    from patchworks._faces import tag
-    from patchworks._labelmap import build_label_map
+    from patchworks._engine.faces import tag
+    from patchworks._engine.labelmap import build_label_map
 
     rng = np.random.default_rng(seed)
     counts = np.full(n_tiles, 4 * boundary_per_tile, dtype=np.int64)  # 1/4 touch a face

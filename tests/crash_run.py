@@ -93,7 +93,7 @@ def prepare(folder: str, shape: tuple[int, ...] = SHAPE, tile: tuple[int, ...] =
 
 def _tiles_done(folder: str, out: str) -> int | str:
     """Finished tiles recorded when the kill landed ("published" once the output is out)."""
-    from patchworks._resume import LOG, read_tile_log, run_dir_for
+    from patchworks._store.resume import LOG, read_tile_log, run_dir_for
 
     if os.path.exists(os.path.join(folder, out)):
         return "published"

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
 from patchworks import merge_tile_labels, tile_process
-from patchworks._resume import run_dir_for
+from patchworks._store.resume import run_dir_for
 from patchworks.errors import (
     ImageNotFoundError,
     ImageReadError,

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import zarr
 
-from patchworks._chunkio import ChunkIO, read_tile, tile_io, write_tile
-from patchworks._codecs import label_compressors
-from patchworks._staging import create_label_array
+from patchworks._store.chunkio import ChunkIO, read_tile, tile_io, write_tile
+from patchworks.io._zarr import label_compressors
+from patchworks.io._zarr import create_label_array
 
 
 @pytest.mark.parametrize("separator", ["/", "."])

@@ -62,7 +62,7 @@ def test_run_info_preview_on_ome_zarr(workspace, capsys):
 
 def run_main(capsys, *args):
     """The CLI in-process (fast): exit code, stdout, stderr."""
-    from patchworks._cli import main
+    from patchworks._cli.main import main
 
     code = main(list(args))
     out = capsys.readouterr()

@@ -1,4 +1,4 @@
-"""What makes two runs "the same call" for resume=True (patchworks._fingerprint)."""
+"""What makes two runs "the same call" for resume=True (patchworks._store.fingerprint)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import zarr
 from scipy import ndimage as ndi
 
-from patchworks._fingerprint import differences, fn_identity, image_identity, run_fingerprint
+from patchworks._store.fingerprint import differences, fn_identity, image_identity, run_fingerprint
 from patchworks._plan import TilePlan
-from patchworks._source import open_image
+from patchworks.io._source import open_image
 
 THRESHOLD = 0.5
 
@@ -56,7 +56,7 @@ def test_state_that_fills_during_a_run_does_not_change_the_identity():
 
 SCRIPT = """
 from scipy import ndimage as ndi
-from patchworks._fingerprint import fn_identity
+from patchworks._store.fingerprint import fn_identity
 LEVEL = 3
 def helper(tile):
     return ndi.label(tile > LEVEL)[0]

@@ -15,7 +15,7 @@ from scipy import ndimage as ndi
 
 from conftest import same_partition
 from patchworks import make_local_cluster, merge_tile_labels, suggest_overlap, tile_process
-from patchworks._iou import match_labels
+from patchworks.stitch._iou import match_labels
 from patchworks.errors import InvalidParameterError, TileFunctionError
 
 

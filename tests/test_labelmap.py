@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from patchworks._faces import TAG_SHIFT, cross_offsets
-from patchworks._labelmap import build_label_map
+from patchworks._engine.faces import TAG_SHIFT, cross_offsets
+from patchworks._engine.labelmap import build_label_map
 
 
 @st.composite

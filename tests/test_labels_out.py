@@ -13,7 +13,7 @@ from scipy import ndimage as ndi
 from conftest import same_partition
 from ngff import validate, write_ome_image
 from patchworks import tile_process
-from patchworks._labels_out import label_chunks
+from patchworks.io._ome_sink import label_chunks
 from patchworks.datasets import THRESHOLD, blobs
 from patchworks.errors import InvalidParameterError, OutputExistsError, TileFunctionError
 

@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 from conftest import same_partition
 from ngff import write_ome_image
 from patchworks import tile_process
-from patchworks._source import open_image
+from patchworks.io._source import open_image
 from patchworks.datasets import THRESHOLD, blobs
 from patchworks.errors import InvalidParameterError
 

@@ -8,7 +8,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 from patchworks import preview, tile_process
-from patchworks._preview import SEAM_RGB
+from patchworks._tools.preview import SEAM_RGB
 from patchworks.datasets import THRESHOLD, write_blobs_ome_zarr
 from patchworks.errors import InvalidParameterError
 

@@ -12,7 +12,7 @@ from scipy import ndimage as ndi
 
 from conftest import same_partition
 from patchworks import merge_tile_labels, tile_process
-from patchworks._faces import BLOCK_VOXELS
+from patchworks._engine.faces import BLOCK_VOXELS
 
 
 @st.composite
@@ -47,7 +47,7 @@ def test_tile_process_equals_whole_image_label(scene, sequential, block_voxels):
     binary, tile_shape, overlap, connectivity = scene
     fn, structure = _labeler(connectivity, binary.ndim)
     expected, n_expected = ndi.label(binary, structure=structure)
-    with mock.patch("patchworks._faces.BLOCK_VOXELS", block_voxels or BLOCK_VOXELS):
+    with mock.patch("patchworks._engine.faces.BLOCK_VOXELS", block_voxels or BLOCK_VOXELS):
         result = tile_process(
             binary.astype("uint8"),
             fn,
@@ -83,6 +83,6 @@ def test_objects_joined_only_across_tile_corners_in_small_blocks():
     lower side of each block must reach into its neighbours for the pairs to be found."""
     binary = np.eye(12, dtype="uint8")
     fn, _ = _labeler(2, 2)
-    with mock.patch("patchworks._faces.BLOCK_VOXELS", 1):
+    with mock.patch("patchworks._engine.faces.BLOCK_VOXELS", 1):
         result = tile_process(binary, fn, tile_shape=(3, 3), connectivity=2, compute=True)
     assert np.unique(result[binary > 0]).size == 1

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import zarr
 
-from patchworks._pyramid import LevelJob, default_factors, downsample, downsample_chunk
+from patchworks.io._pyramid import LevelJob, default_factors, downsample, downsample_chunk
 
 
 def naive_mode(block: np.ndarray, factors) -> np.ndarray:

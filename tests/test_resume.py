@@ -14,10 +14,10 @@ import pytest
 import zarr
 from scipy import ndimage as ndi
 
-import patchworks._merge as merge_half
-import patchworks._pipeline as pipeline
+import patchworks._engine.merge as merge_half
+import patchworks._api as pipeline
 from patchworks import merge_tile_labels, output_status, tile_process
-from patchworks._resume import LOG, read_tile_log, run_dir_for
+from patchworks._store.resume import LOG, read_tile_log, run_dir_for
 from patchworks.errors import (
     IncompleteOutputError,
     InvalidParameterError,
@@ -156,7 +156,7 @@ def test_state_left_by_another_version_is_never_reused(volume):
     """Staged data from another layout (an older patchworks) would be misread."""
     import json
 
-    from patchworks._resume import MANIFEST
+    from patchworks._store.resume import MANIFEST
 
     interrupt(volume)
     path = os.path.join(run_dir_for("out.zarr"), "state", MANIFEST)

@@ -14,7 +14,7 @@ from scipy import ndimage as ndi
 from conftest import same_partition
 from ngff import write_ome_image
 from patchworks import tile_process
-from patchworks._info import describe
+from patchworks._tools.info import describe
 from patchworks.datasets import THRESHOLD, blobs
 from patchworks.errors import ImageNotFoundError
 

@@ -11,8 +11,8 @@ from scipy import ndimage as ndi
 
 from conftest import same_partition
 from patchworks import tile_process
-from patchworks._source import open_image
-from patchworks._tiff import TiffArray
+from patchworks.io._source import open_image
+from patchworks.io._tiff import TiffArray
 from patchworks.datasets import THRESHOLD, blobs
 from patchworks.errors import InvalidParameterError
 

@@ -1,6 +1,6 @@
-"""``python -m patchworks`` and the ``patchworks`` command (see :mod:`patchworks._cli`)."""
+"""``python -m patchworks`` and the ``patchworks`` command (see :mod:`patchworks._cli.main`)."""
 
-from ._cli import main
+from patchworks._cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

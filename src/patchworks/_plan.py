@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidParameterError
+from patchworks.errors import InvalidParameterError
 
 Box = tuple[slice, ...]
 

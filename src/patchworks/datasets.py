@@ -177,7 +177,7 @@ def write_blobs_ome_zarr(
 
     shape = tuple(int(n) for n in shape)
     if len(shape) not in (2, 3):
-        from .errors import InvalidParameterError
+        from patchworks.errors import InvalidParameterError
 
         raise InvalidParameterError(f"`shape` must be 2-D (y, x) or 3-D (z, y, x); got {shape}.")
     chunks = tuple(chunks) if chunks is not None else tuple(min(n, 128) for n in shape)

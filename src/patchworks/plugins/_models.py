@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from ..errors import missing_dependency
+from patchworks.errors import missing_dependency
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import InvalidLabelsError, InvalidParameterError
+from patchworks.errors import InvalidLabelsError, InvalidParameterError
 
 
 def channels_last(tile: np.ndarray, channel_axis: int | None) -> tuple[np.ndarray, tuple]:

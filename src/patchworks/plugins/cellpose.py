@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ._models import cached_model, import_models, model_lock, require
-from ._planes import as_labels, channels_last, check_spatial, per_plane
+from patchworks.plugins._models import cached_model, import_models, model_lock, require
+from patchworks.plugins._planes import as_labels, channels_last, check_spatial, per_plane
 
 PLUGIN = "cellpose_fn"
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidParameterError
-from ._models import cached_model, import_models, model_lock, require
-from ._planes import as_labels, channels_last, check_spatial, per_plane
+from patchworks.errors import InvalidParameterError
+from patchworks.plugins._models import cached_model, import_models, model_lock, require
+from patchworks.plugins._planes import as_labels, channels_last, check_spatial, per_plane
 
 PLUGIN = "stardist_fn"
 

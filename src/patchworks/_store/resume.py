@@ -1,0 +1,422 @@
+"""The run directory of an output: one writer at a time, temporary data, resume state.
+
+Every run that writes ``write_to`` owns the private directory
+``.<name>.patchworks-run/`` next to it, locked with ``fcntl.flock`` for the whole run, so a
+second run on the same output refuses at once (:class:`~patchworks.errors.OutputLockedError`)
+while runs on other outputs in the same folder never meet. The lock dies with its process,
+so a killed run never blocks the next one.
+
+With ``resume=True`` the run directory holds the resume state in ``state/``:
+
+* the staged arrays (local labels and face planes) and ``staging.pkl``, the handle to them;
+* ``manifest.json``, written last and atomically: the run's fingerprint (see
+  :mod:`patchworks._store.fingerprint`); its presence means the staged arrays are complete;
+* ``tiles.log``, one line per finished tile (its index, its pickled summary and a CRC),
+  appended by the client only after the worker has written and flushed the tile's chunks.
+  A torn or corrupt line only means that tile runs again.
+
+A restarted run with the same fingerprint re-runs only the tiles missing from the log;
+the merge stages are cheap and always re-run. Without ``resume`` an interrupted state is
+never silently discarded: the call raises :class:`~patchworks.errors.IncompleteOutputError`
+until it is resumed or ``overwrite=True`` is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+from patchworks._fs import atomic_write_bytes, fsync_dir
+from patchworks.io._zarr_sink import open_result
+from patchworks._fs import remove_tree
+from patchworks._store.staging import Staging, create_staging, scratch_dir
+from patchworks._store.tilelog import DurableTiles, TileLog, read_tile_log, run_durably, staged_arrays
+from patchworks.errors import (
+    IncompleteOutputError,
+    InvalidParameterError,
+    OutputExistsError,
+    OutputLockedError,
+    ResumeMismatchError,
+)
+
+logger = logging.getLogger(__name__)
+
+RUN_SUFFIX = ".patchworks-run"
+MANIFEST, STAGING, LOG = "manifest.json", "staging.pkl", "tiles.log"
+
+
+def run_dir_for(write_to: str) -> str:
+    """The private run directory of ``write_to``.
+
+    Examples
+    --------
+    >>> run_dir_for("/data/labels.zarr")
+    '/data/.labels.zarr.patchworks-run'
+    """
+    path = os.path.abspath(write_to)
+    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}{RUN_SUFFIX}")
+
+
+def check_resume(resume: Any, write_to: str | None) -> bool:
+    if not isinstance(resume, bool):
+        raise InvalidParameterError(f"`resume` must be True or False; got {resume!r}.")
+    if resume and write_to is None:
+        raise InvalidParameterError(
+            "`resume=True` needs `write_to` (the resume state is kept next to the output); "
+            "got write_to=None."
+        )
+    return resume
+
+
+def _lock(run_dir: str) -> int | None:
+    """Create and lock ``run_dir``; the descriptor holds the lock (None: no locking)."""
+    import fcntl
+
+    for _ in range(100):
+        os.makedirs(run_dir, exist_ok=True)
+        fd = os.open(run_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputLockedError(
+                f"another patchworks run is writing the same `write_to` right now (it holds "
+                f"the lock on {run_dir!r}); wait for it to finish or choose another path."
+            ) from None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                os.close(fd)
+                raise
+            logger.warning("cannot lock %s (%s); concurrent runs are not detected", run_dir, exc)
+            os.close(fd)
+            return None
+        try:  # the directory may have been removed by the run that held it before us
+            if os.stat(run_dir).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    raise OutputLockedError(f"could not lock {run_dir!r}: it keeps disappearing.")
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def fingerprint_digest(fingerprint: dict[str, Any]) -> str:
+    import hashlib
+
+    text = json.dumps(fingerprint, sort_keys=True).encode()
+    return hashlib.blake2b(text, digest_size=16).hexdigest()
+
+
+class OutputRun:
+    """What one call owns on disk: the run directory (locked), scratch data, resume state.
+
+    With ``write_to=None`` there is no run directory and this only manages scratch data.
+    """
+
+    def __init__(
+        self,
+        write_to: str | None,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        temp_dir: str | None = None,
+        keep_temp: bool = False,
+    ) -> None:
+        self.write_to, self.resume, self.overwrite = write_to, resume, overwrite
+        self.temp_dir, self.keep_temp = temp_dir, keep_temp
+        self.run_dir = run_dir_for(write_to) if write_to is not None else None
+        self.scratch: str | None = None
+        self.log: TileLog | None = None
+        self._fingerprint: dict[str, Any] | None = None
+        self._fd: int | None = None
+        if self.run_dir is not None:
+            self._fd = _lock(self.run_dir)
+            try:
+                self._check_leftovers()
+            except BaseException:
+                self._release(remove=False)
+                raise
+
+    @property
+    def state_dir(self) -> str:
+        assert self.run_dir is not None
+        return os.path.join(self.run_dir, "state")
+
+    def _check_leftovers(self) -> None:
+        """Refuse to drop an interrupted run's state silently; clear anything else stale."""
+        assert self.run_dir is not None
+        manifest = _read_json(os.path.join(self.state_dir, MANIFEST))
+        if manifest is not None and not self.resume and not self.overwrite:
+            n_total = int(manifest.get("n_tiles", 0))
+            n_done = len(read_tile_log(os.path.join(self.state_dir, LOG), n_total))
+            raise IncompleteOutputError(
+                f"`write_to` {self.write_to!r} has an interrupted run ({n_done} of "
+                f"{n_total} tiles finished, state in {self.run_dir!r}); "
+                "pass resume=True to finish it, or overwrite=True to discard it."
+            )
+        for name in os.listdir(self.run_dir):
+            if self.resume and name == "state" and manifest is not None:
+                continue
+            logger.info("removing stale data of an interrupted run: %s", name)
+            remove_tree(os.path.join(self.run_dir, name))
+
+    def stored_tile_shape(self, requested: Any) -> tuple[int, ...] | None:
+        """The tile shape of the interrupted run being resumed, when ``requested`` is
+        ``None`` or ``"auto"`` (free memory may differ after a restart)."""
+        if not self.resume or not (
+            requested is None or (isinstance(requested, str) and requested == "auto")
+        ):
+            return None
+        manifest = _read_json(os.path.join(self.state_dir, MANIFEST)) or {}
+        shape = manifest.get("fingerprint", {}).get("tile_shape")
+        return tuple(int(n) for n in shape) if shape else None
+
+    def fingerprint(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        """The run's fingerprint (:func:`~patchworks._store.fingerprint.run_fingerprint`) when
+        resuming; None otherwise (nothing to compare against)."""
+        if not self.resume:
+            return None
+        from patchworks._store.fingerprint import run_fingerprint
+
+        self._fingerprint = run_fingerprint(*args, **kwargs)
+        return self._fingerprint
+
+    def info(self) -> dict[str, Any]:
+        """What the output's metadata records about resumability."""
+        if self._fingerprint is None:
+            return {}
+        return {"fingerprint": fingerprint_digest(self._fingerprint)}
+
+    def finished_result(self, *, compute: bool) -> Any:
+        """Release the run and return the already complete ``write_to``."""
+        self.close()
+        assert self.write_to is not None  # only a run with an output finishes early
+        return open_result(self.write_to, compute=compute)
+
+    def finished(self, fingerprint: dict[str, Any] | None) -> bool:
+        """True when ``write_to`` is already the complete result of this very call."""
+        from patchworks.io._zarr_sink import METADATA_KEY
+
+        if fingerprint is None or self.write_to is None or not os.path.exists(self.write_to):
+            return False
+        info: dict[str, Any] = {}
+        with contextlib.suppress(Exception):
+            import zarr
+
+            attrs: dict[str, Any] = dict(zarr.open_array(self.write_to, mode="r").attrs)
+            info = attrs.get(METADATA_KEY, {})
+        if info.get("complete") and info.get("fingerprint") == fingerprint_digest(fingerprint):
+            return True
+        if self.overwrite:
+            return False
+        why = (
+            "was written without resume=True, so nothing records which call made it"
+            if info.get("complete") and "fingerprint" not in info
+            else "is not the finished result of this same call (other image, fn or parameters)"
+        )
+        raise OutputExistsError(
+            f"`write_to` {self.write_to!r} already exists and {why}; pass overwrite=True to "
+            "replace it (only once the new result is complete) or choose another path."
+        )
+
+    def staging(self, plan: Any, labels_dtype: Any, fingerprint: dict[str, Any] | None) -> Staging:
+        """The staged arrays: reused from an interrupted run with this fingerprint, or new."""
+        if not self.resume or fingerprint is None:
+            return create_staging(
+                plan, labels_path=None, labels_dtype=labels_dtype, scratch=self.new_scratch()
+            )
+        self.scratch = self.state_dir
+        staging = self._reuse(plan, fingerprint)
+        if staging is None:
+            staging = self._create(plan, labels_dtype, fingerprint)
+        self.log = TileLog(os.path.join(self.state_dir, LOG), plan.n_tiles)
+        return staging
+
+    def new_scratch(self) -> str:
+        """A private folder for this run's temporary data (inside the run directory)."""
+        parent = (
+            self.temp_dir if self.temp_dir is not None or self.run_dir is None else (self.run_dir)
+        )
+        self.scratch = scratch_dir(self.write_to, parent)
+        return self.scratch
+
+    def _reuse(self, plan: Any, fingerprint: dict[str, Any]) -> Staging | None:
+        from patchworks._store.fingerprint import differences
+
+        manifest = _read_json(os.path.join(self.state_dir, MANIFEST))
+        if manifest is None:
+            return None
+        changed = differences(manifest.get("fingerprint", {}), fingerprint)
+        if {"format", "version"} & set(changed) and not self.overwrite:
+            raise ResumeMismatchError(
+                f"`resume=True` found an interrupted run of {self.write_to!r} made by another "
+                f"version of patchworks ({manifest.get('fingerprint', {}).get('version')}); "
+                "its tiles cannot be reused by this one. Finish it with that version, or pass "
+                "overwrite=True to discard it and start over."
+            )
+        if changed and not self.overwrite:
+            raise ResumeMismatchError(
+                f"`resume=True` found an interrupted run of {self.write_to!r} made with a "
+                f"different {', '.join(changed)}; its tiles cannot be reused. Repeat the "
+                "original call to finish it, or pass overwrite=True to discard it and start "
+                "over."
+            )
+        if changed:
+            logger.info("discarding an interrupted run with a different %s", changed)
+            return None
+        try:
+            with open(os.path.join(self.state_dir, STAGING), "rb") as f:
+                staging = pickle.load(f)
+            for array in staged_arrays(staging):
+                _ = array.shape  # opens the metadata
+        except Exception as exc:
+            raise IncompleteOutputError(
+                f"the resume state of {self.write_to!r} in {self.state_dir!r} is damaged "
+                f"({type(exc).__name__}: {exc}); pass overwrite=True to discard it and start "
+                "over."
+            ) from exc
+        remove_tree(os.path.join(self.state_dir, "output.zarr"))  # a half-done relabel
+        return staging
+
+    def _create(self, plan: Any, labels_dtype: Any, fingerprint: dict[str, Any]) -> Staging:
+        from patchworks._fs import fsync_tree
+
+        remove_tree(self.state_dir)
+        os.makedirs(self.state_dir)
+        staging = create_staging(
+            plan, labels_path=None, labels_dtype=labels_dtype, scratch=self.state_dir
+        )
+        fsync_tree(self.state_dir)
+        atomic_write_bytes(os.path.join(self.state_dir, STAGING), pickle.dumps(staging))
+        manifest = {"fingerprint": fingerprint, "n_tiles": plan.n_tiles}
+        atomic_write_bytes(
+            os.path.join(self.state_dir, MANIFEST), json.dumps(manifest, indent=1).encode()
+        )
+        return staging
+
+    def run_tiles(
+        self,
+        executor: Any,
+        stage: Callable[[Any, int], Any],
+        job: Any,
+        n_tiles: int,
+        *,
+        desc: str = "tiles",
+    ) -> list[Any]:
+        """Run ``stage`` over the tiles not finished yet; summaries of all tiles, in order."""
+        if self.log is None:
+            return executor.map(stage, job, range(n_tiles), desc=desc)
+        done = dict(self.log.done)
+        todo = [i for i in range(n_tiles) if i not in done]
+        logger.info("resume: %d of %d tiles already finished", len(done), n_tiles)
+        fresh = executor.map(
+            run_durably,
+            DurableTiles(stage=stage, job=job),
+            todo,
+            desc=desc,
+            on_result=self.log.record,
+        )
+        done.update(zip(todo, fresh, strict=True))
+        self.log.sync()
+        return [done[i] for i in range(n_tiles)]
+
+    def close(self) -> None:
+        """The run succeeded: remove the run directory and release the lock."""
+        if self.log is not None:
+            self.log.close()
+        self._release(remove=True)  # scratch without write_to is the merge's to remove
+
+    def abort(self) -> None:
+        """The run failed: keep resume state (or scratch with ``keep_temp``), drop the rest."""
+        if self.log is not None:
+            self.log.close()
+        keep = self.keep_temp or self.resume  # resume state is never dropped on failure
+        if self.scratch is not None and not keep:
+            remove_tree(self.scratch)
+        self._release(remove=not keep)
+
+    def _release(self, *, remove: bool) -> None:
+        if self.run_dir is None:
+            return
+        if remove:
+            remove_tree(self.run_dir)
+            fsync_dir(os.path.dirname(self.run_dir))
+        elif self._fd is not None and not os.listdir(self.run_dir):
+            with contextlib.suppress(OSError):
+                os.rmdir(self.run_dir)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def output_status(write_to: Any) -> str:
+    """Where the output ``write_to`` of :func:`~patchworks.tile_process` stands.
+
+    Returns
+    -------
+    status : str
+        ``"complete"``: ``write_to`` holds a finished result (patchworks moves an output
+        into place only after its last write). ``"running"``: a run is writing it now.
+        ``"interrupted"``: a run stopped before the end; with ``resume=True`` the same
+        call finishes it. ``"incomplete"``: something is at ``write_to`` that patchworks
+        did not mark complete. ``"missing"``: nothing is there.
+
+    Examples
+    --------
+    >>> import numpy as np, os, tempfile
+    >>> out = os.path.join(tempfile.mkdtemp(), "labels.zarr")
+    >>> output_status(out)
+    'missing'
+    >>> from patchworks import tile_process
+    >>> _ = tile_process(np.eye(4, dtype="uint8"), lambda t: t.astype("int32"),
+    ...                  tile_shape=(2, 2), write_to=out)
+    >>> output_status(out)
+    'complete'
+    >>> import shutil; shutil.rmtree(os.path.dirname(out))
+    """
+    import fcntl
+
+    from patchworks.io._zarr_sink import is_complete
+
+    path = os.fspath(write_to)
+    run_dir = run_dir_for(path)
+    if os.path.isdir(run_dir):
+        fd = os.open(run_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return "running"
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        if not os.path.exists(path):
+            return "interrupted"
+    if not os.path.exists(path):
+        return "missing"
+    try:
+        import zarr
+
+        node = zarr.open(path, mode="r")
+    except Exception:
+        return "incomplete"
+    attrs: dict[str, Any] = dict(node.attrs)
+    if is_complete(node) or (
+        not isinstance(node, zarr.Array) and "multiscales" in attrs.get("ome", attrs)
+    ):
+        return "complete"
+    return "incomplete"

@@ -1,0 +1,171 @@
+"""What a run on an image would look like, without running it (``patchworks info``).
+
+:func:`describe` opens the image lazily and reports its format, shape, dtype, storage
+chunks, OME-Zarr levels, channels and existing label images, then the tile plan a run
+would use (tile shape, halo, number of tiles) and an estimate of the memory each tile in
+flight needs. Nothing but metadata is read.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+#: Bytes per voxel a tile in flight needs besides its input: fn's labels (int32), their
+#: cropped, renumbered copy and a lookup table pass (about three int32 arrays).
+LABEL_BYTES_PER_VOXEL = 12
+
+
+def describe(
+    image: Any,
+    *,
+    tile_shape: Any = None,
+    overlap: Any = 0,
+    level: int | str | None = None,
+    channel: int | None = None,
+    channel_axis: int | None = None,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Describe ``image`` and the tile plan of a run on it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> info = describe(np.zeros((64, 100), dtype="uint8"), tile_shape=(32, 50), overlap=4)
+    >>> info["shape"], info["n_tiles"], info["tile_shape"], info["halo"]
+    ([64, 100], 4, [32, 50], [4, 4])
+    """
+    from patchworks._options import resolve_tile_shape
+    from patchworks._plan import TilePlan, normalize_overlap
+    from patchworks.io._source import open_image
+
+    source = open_image(image, channel_axis=channel_axis, level=level, channel=channel)
+    workers = workers or os.cpu_count() or 1
+    tiles = resolve_tile_shape(tile_shape, source, n_tasks=workers, use_gpu=False)
+    auto_overlap = isinstance(overlap, str) and overlap == "auto"
+    halo = (0,) * len(tiles) if auto_overlap else normalize_overlap(overlap, tiles)
+    plan = TilePlan(shape=source.shape, tile_shape=tiles, halo=halo)
+    channels = 1
+    if source.channel_axis is not None:
+        channels = int(source.array.shape[source.channel_axis])
+    halo_voxels = math.prod(
+        min(t + 2 * h, n) for t, h, n in zip(tiles, halo, source.shape, strict=True)
+    )
+    per_tile = halo_voxels * (source.dtype.itemsize * channels + LABEL_BYTES_PER_VOXEL)
+    info: dict[str, Any] = {
+        "image": image if isinstance(image, str) else type(image).__name__,
+        "format": _format(image, source),
+        "stored_shape": [int(n) for n in source.array.shape],
+        "shape": list(source.shape),
+        "dtype": str(source.dtype),
+        "chunks": list(source.chunks) if source.chunks else None,
+        "channels": channels,
+        "channel_axis": source.channel_axis,
+        "tile_shape": list(tiles),
+        "halo": "auto" if auto_overlap else list(halo),
+        "grid": list(plan.grid),
+        "n_tiles": int(plan.n_tiles),
+        "memory_per_tile_bytes": int(per_tile),
+        "workers": int(workers),
+        "memory_in_flight_bytes": int(per_tile * workers),
+    }
+    if source.ome is not None:
+        ome = source.ome
+        info["ome"] = {
+            "version": ome.image.version,
+            "axes": list(ome.image.axes.names),
+            "level": ome.level,
+            "levels": [{"path": lv.path, "scale": list(lv.scale)} for lv in ome.image.levels],
+            "channel": ome.channel,
+            "labels": _existing_labels(ome.url),
+        }
+    return info
+
+
+def _format(image: Any, source: Any) -> str:
+    if source.ome is not None:
+        return f"OME-Zarr {source.ome.image.version}"
+    if isinstance(image, str):
+        from patchworks.io._source import TIFF_SUFFIXES
+
+        if image.lower().endswith(TIFF_SUFFIXES):
+            return "TIFF"
+        fmt = getattr(getattr(source.array, "metadata", None), "zarr_format", None)
+        return f"zarr v{fmt}" if fmt else "zarr"
+    return type(image).__name__
+
+
+def _existing_labels(url: str) -> list[str]:
+    import zarr
+
+    try:
+        attrs: dict[str, Any] = dict(zarr.open_group(os.path.join(url, "labels"), mode="r").attrs)
+    except Exception:  # no labels group
+        return []
+    return list(attrs.get("ome", {}).get("labels", attrs.get("labels", [])))
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n_bytes < 1024 or unit == "TiB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """Human-readable lines for :func:`describe`'s result.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> print(format_info(describe(np.zeros((8, 8), "uint8"), tile_shape=(4, 8), workers=2)))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    image       ndarray (ndarray)
+    shape       (8, 8)  dtype uint8  chunks none
+    channels    1
+    tiles       2 tiles of (4, 8) (grid (2, 1)), halo (0, 0)
+    memory      about 416 B per tile in flight; 832 B with 2 workers
+    """
+
+    def tup(values: Any) -> str:
+        return "(" + ", ".join(str(v) for v in values) + ")" if values is not None else "none"
+
+    lines = [f"image       {info['image']} ({info['format']})"]
+    stored = ""
+    if info["stored_shape"] != info["shape"]:
+        stored = f" (stored {tup(info['stored_shape'])})"
+    lines.append(
+        f"shape       {tup(info['shape'])}{stored}  dtype {info['dtype']}  "
+        f"chunks {tup(info['chunks'])}"
+    )
+    ome = info.get("ome")
+    if ome:
+        lines.append(f"axes        {tup(ome['axes'])}  NGFF {ome['version']}")
+        levels = ", ".join(f"{lv['path']} {tup(lv['scale'])}" for lv in ome["levels"])
+        lines.append(f"levels      {len(ome['levels'])}: {levels}; using level {ome['level']}")
+        lines.append(f"labels      {', '.join(ome['labels']) or 'none'}")
+    channel_note = ""
+    if ome and ome.get("channel") is not None:
+        channel_note = f" (segmenting channel {ome['channel']})"
+    elif info["channel_axis"] is not None:
+        channel_note = f" (all handed to fn, axis {info['channel_axis']})"
+    lines.append(f"channels    {info['channels']}{channel_note}")
+    halo = info["halo"] if isinstance(info["halo"], str) else tup(info["halo"])
+    lines.append(
+        f"tiles       {info['n_tiles']} tiles of {tup(info['tile_shape'])} "
+        f"(grid {tup(info['grid'])}), halo {halo}"
+    )
+    lines.append(
+        f"memory      about {_size(info['memory_per_tile_bytes'])} per tile in flight; "
+        f"{_size(info['memory_in_flight_bytes'])} with {info['workers']} workers"
+    )
+    return "\n".join(lines)
+
+
+def as_json(info: dict[str, Any]) -> dict[str, Any]:
+    """``info`` with NumPy scalars turned into plain Python values."""
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in info.items()}

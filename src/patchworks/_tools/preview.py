@@ -1,0 +1,248 @@
+"""A PNG to check a run at a glance: one plane (or a max projection), labels, tile seams.
+
+The image plane is contrast-stretched to grey (0.5-99.5 percentiles), every object gets
+its own colour (a hash of its ID, so neighbours rarely match) blended over it with its
+outline drawn solid, and the tile grid of the run is drawn as thin yellow lines, so an
+object cut at a seam shows up as two colours meeting at a line. Only the displayed plane
+(or, for a projection, one slab of planes at a time) is read, and large planes are read
+with a stride down to ``size`` pixels.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from patchworks.errors import InvalidParameterError, missing_dependency
+
+SEAM_RGB = (255, 220, 0)
+
+
+def preview(
+    image: Any,
+    *,
+    labels: Any = None,
+    write_to: str = "preview.png",
+    plane: int | None = None,
+    projection: str | None = None,
+    tile_shape: Any = None,
+    size: int = 1024,
+    level: int | str | None = None,
+    channel: int | None = None,
+    channel_axis: int | None = None,
+) -> str:
+    """Render a PNG of one plane (or a max projection) with labels and tile seams.
+
+    Parameters
+    ----------
+    image : str, os.PathLike or array
+        The image, as :func:`patchworks.tile_process` takes it.
+    labels : str, os.PathLike or array, optional
+        Labels to overlay: a zarr array, an OME-Zarr label image, or an array. Default:
+        ``labels/patchworks`` inside an OME-Zarr ``image`` when present, else none.
+    write_to : str
+        Path of the PNG.
+    plane : int, optional
+        Index along the first axis of a 3-D image (default: the middle plane).
+    projection : {None, "max"}
+        ``"max"``: maximum projection along the first axis instead of one plane.
+    tile_shape : tuple of int, optional
+        Tile grid to draw; default: the run's, recorded in the labels' metadata, else the
+        image's storage chunks.
+    size : int
+        Longest side of the PNG in pixels: larger planes are read with a stride, smaller
+        ones enlarged by an integer factor (at most 4).
+    level, channel, channel_axis
+        As in :func:`patchworks.tile_process`; with ``channel_axis`` the channels are
+        averaged for display.
+
+    Returns
+    -------
+    str
+        ``write_to``.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np
+    >>> image = np.zeros((64, 64), dtype="uint8"); image[10:30, 20:50] = 200
+    >>> labels = (image > 0).astype("int32")
+    >>> path = preview(image, labels=labels, tile_shape=(32, 32), size=128,
+    ...                write_to=os.path.join(tempfile.mkdtemp(), "p.png"))
+    >>> from PIL import Image
+    >>> Image.open(path).size  # enlarged 2x to fill size=128
+    (128, 128)
+    """
+    from patchworks.io._source import open_image
+
+    if projection not in (None, "max"):
+        raise InvalidParameterError(f'`projection` must be None or "max"; got {projection!r}.')
+    source = open_image(image, level=level, channel=channel, channel_axis=channel_axis)
+    if source.ndim < 2:
+        raise InvalidParameterError(
+            f"`image` must have at least 2 spatial axes to preview; got shape {source.shape}."
+        )
+    box, step = _display_box(source.shape, plane, size)
+    grey = _read(source, box, step, projection, is_labels=False)
+    label_source = _label_source(image, labels, source)
+    overlay = None
+    if label_source is not None:
+        overlay = _read(label_source, box, step, projection, is_labels=True)
+    tiles = _tile_shape(tile_shape, label_source, source)
+    rows, cols = _seams(tiles, source.shape, box, step)
+    zoom = min(4, max(1, size // max(grey.shape)))  # small images: enlarge, pixels stay sharp
+    if zoom > 1:
+        grey = grey.repeat(zoom, axis=0).repeat(zoom, axis=1)
+        overlay = None if overlay is None else overlay.repeat(zoom, 0).repeat(zoom, 1)
+        rows, cols = [r * zoom for r in rows], [c * zoom for c in cols]
+    rgb = render(grey, overlay, seams=(rows, cols))
+    try:
+        from PIL import Image
+    except ImportError:
+        raise missing_dependency("pillow", "all", "Writing PNG previews") from None
+    os.makedirs(os.path.dirname(os.path.abspath(write_to)), exist_ok=True)
+    Image.fromarray(rgb).save(write_to)
+    return write_to
+
+
+def _display_box(shape: tuple[int, ...], plane: int | None, size: int) -> tuple[list[Any], int]:
+    """Index per axis (ints for leading axes, slices for the last two) and the stride."""
+    lead: list[Any] = [0] * (len(shape) - 2)
+    if lead:
+        n = shape[-3]
+        index = n // 2 if plane is None else plane
+        if isinstance(index, bool) or not 0 <= index < n:
+            raise InvalidParameterError(
+                f"`plane` must be an index in 0..{n - 1} along the first axis; got {plane!r}."
+            )
+        lead[-1] = index
+    step = max(1, math.ceil(max(shape[-2:]) / max(1, size)))
+    return [*lead, slice(None), slice(None)], step
+
+
+def _read(
+    source: Any, box: list[Any], step: int, projection: str | None, *, is_labels: bool
+) -> np.ndarray:
+    """The displayed plane (or max projection) of ``source``, read in bands of rows."""
+    shape = source.shape
+    chunk_rows = source.chunks[-2] if source.chunks else 256
+    band = max(step, chunk_rows // step * step)  # a multiple of the stride
+
+    def plane_at(lead: list[int]) -> np.ndarray:
+        parts = []
+        for start in range(0, shape[-2], band):
+            region = (
+                *(slice(i, i + 1) for i in lead),
+                slice(start, min(start + band, shape[-2])),
+                slice(0, shape[-1]),
+            )
+            data = source.read(region)
+            if source.channel_axis is not None:
+                data = (
+                    data.max(axis=source.channel_axis)
+                    if is_labels
+                    else data.mean(axis=source.channel_axis)
+                )
+            parts.append(data.reshape(data.shape[-2:])[::step, ::step])
+        return np.concatenate(parts, axis=0)
+
+    lead = [int(i) for i in box[:-2]]
+    if projection is None or len(shape) == 2:
+        return plane_at(lead)
+    out = plane_at([*lead[:-1], 0])
+    for index in range(1, shape[-3]):
+        out = np.maximum(out, plane_at([*lead[:-1], index]))
+    return out
+
+
+def _label_source(image: Any, labels: Any, source: Any) -> Any:
+    from patchworks.io._source import open_image
+
+    if labels is None:
+        if source.ome is None:
+            return None
+        default = os.path.join(source.ome.url, "labels", "patchworks")
+        if not os.path.isdir(default):
+            return None
+        labels = default
+    found = open_image(labels, name="labels")
+    if found.shape != tuple(source.shape):
+        raise InvalidParameterError(
+            f"`labels` must have the image's spatial shape {tuple(source.shape)} (pick the "
+            f"matching `level`); got shape {found.shape}."
+        )
+    return found
+
+
+def _tile_shape(tile_shape: Any, labels: Any, source: Any) -> tuple[int, ...] | None:
+    if tile_shape is not None:
+        return tuple(int(t) for t in tile_shape)
+    if labels is not None:
+        meta = dict(getattr(labels.array, "attrs", {}) or {}).get("patchworks", {})
+        if meta.get("tile_shape"):
+            return tuple(int(t) for t in meta["tile_shape"])
+    return source.chunks
+
+
+def _seams(
+    tiles: tuple[int, ...] | None, shape: tuple[int, ...], box: list[Any], step: int
+) -> tuple[list[int], list[int]]:
+    """Display rows and columns where tile cores meet."""
+    if tiles is None or len(tiles) != len(shape):
+        return [], []
+    rows = [r // step for r in range(tiles[-2], shape[-2], tiles[-2])]
+    cols = [c // step for c in range(tiles[-1], shape[-1], tiles[-1])]
+    return rows, cols
+
+
+def label_colors(ids: np.ndarray) -> np.ndarray:
+    """A bright, stable RGB colour per label ID (golden-ratio hues).
+
+    Examples
+    --------
+    >>> label_colors(np.array([1, 2])).shape
+    (2, 3)
+    """
+    hue = (ids.astype(np.float64) * 0.6180339887) % 1.0
+    k = (np.array([5.0, 3.0, 1.0]) + hue[:, None] * 6) % 6
+    rgb = 1 - np.clip(np.minimum(k, 4 - k), 0, 1) * 0.85
+    return (rgb * 255).astype(np.uint8)
+
+
+def render(
+    grey: np.ndarray, labels: np.ndarray | None, *, seams: tuple[list[int], list[int]] = ([], [])
+) -> np.ndarray:
+    """Compose the RGB picture: stretched grey image, coloured labels, outlines, seams.
+
+    Examples
+    --------
+    >>> rgb = render(np.arange(16.0).reshape(4, 4), np.eye(4, dtype=int), seams=([2], [2]))
+    >>> rgb.shape, rgb.dtype.name
+    ((4, 4, 3), 'uint8')
+    """
+    grey = grey.astype(np.float64)
+    lo, hi = np.percentile(grey, [0.5, 99.5]) if grey.size else (0.0, 1.0)
+    scaled = np.clip((grey - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
+    rgb = np.repeat((scaled * 255)[..., None], 3, axis=-1)
+    if labels is not None:
+        ids, inverse = np.unique(labels, return_inverse=True)
+        colors = label_colors(ids).astype(np.float64)[inverse.reshape(labels.shape)]
+        inside = labels > 0
+        rgb[inside] = 0.45 * rgb[inside] + 0.55 * colors[inside]
+        edge = np.zeros(labels.shape, dtype=bool)
+        edge[:-1] |= labels[:-1] != labels[1:]
+        edge[1:] |= labels[1:] != labels[:-1]
+        edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+        edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+        edge &= inside
+        rgb[edge] = colors[edge]
+    rows, cols = seams
+    for r in rows:
+        if 0 <= r < rgb.shape[0]:
+            rgb[r, :] = SEAM_RGB
+    for c in cols:
+        if 0 <= c < rgb.shape[1]:
+            rgb[:, c] = SEAM_RGB
+    return rgb.astype(np.uint8)

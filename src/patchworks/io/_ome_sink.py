@@ -1,0 +1,460 @@
+"""Write labels as the OME-Zarr ecosystem expects: an NGFF label image with a pyramid.
+
+For an OME-Zarr input without ``write_to`` the labels go to ``labels/<label_name>`` inside
+the image, registered in ``labels``' metadata; with ``write_to`` (or
+``output_format="ome-zarr"``) they form a standalone label image there. Either way:
+
+* the NGFF version and zarr format of the input (0.4 → zarr v2, 0.5 → zarr v3; 0.5 for
+  inputs without NGFF metadata), its axes without the channel, and the scale/translation
+  of the level that was segmented;
+* a pyramid mirroring the input's levels (else halving y and x down to ~256 voxels),
+  downsampled with ``"mode"`` or ``"nearest"``, which never invent IDs;
+* label-sized chunks (default about 1 MiB, dividing the tile shape) and the zstd level 1
+  codec patchworks uses for all label arrays.
+
+The pipeline writes full-resolution labels to a hidden sibling of the destination (a plain
+``write_to`` as far as it knows, so resume and locking work unchanged). ``finish`` then
+moves that array into a private build folder as level 0 (or copies it, tile by tile, when
+the zarr format, chunks or codecs differ), computes the pyramid, writes the metadata and
+moves the label image into place; nothing appears at the destination before that.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from patchworks.io._axes import Axes
+from patchworks.io._zarr_sink import open_result
+from patchworks.io._pyramid import LevelJob, check_method, default_factors, downsample_chunk
+from patchworks._fs import remove_tree
+from patchworks.io._storage import is_url
+from patchworks.errors import InvalidParameterError, OutputExistsError
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("auto", "zarr", "ome-zarr")
+#: Default upper bound on the bytes of one output chunk.
+CHUNK_BYTES = 1 << 20
+
+
+@dataclass
+class LabelOutput:
+    """Where and how one run's label image is written."""
+
+    final_path: str
+    labels_group: str | None  # the image's labels/ group when writing inside the image
+    name: str
+    version: str
+    zarr_format: int
+    axes: Axes
+    levels: list[dict[str, Any]]  # per level: shape, factors, scale, translation
+    method: str
+    chunks: tuple[int, ...] | None
+    compressors: Any
+    source_image: str | None
+    overwrite: bool
+    build_path: str | None = field(default=None)
+    done: bool = field(default=False)
+
+    @property
+    def level0_path(self) -> str:
+        """Where the pipeline writes the full-resolution labels (a hidden sibling)."""
+        parent, base = os.path.split(os.path.abspath(self.final_path))
+        return os.path.join(parent, f".{base}.patchworks-level0.zarr")
+
+    def array_options(self, chunks: tuple[int, ...]) -> dict[str, Any]:
+        """``zarr.create_array`` options of one level."""
+        options: dict[str, Any] = {
+            "chunks": chunks,
+            "zarr_format": self.zarr_format,
+            "compressors": _compressors(self.compressors, self.zarr_format),
+            "fill_value": 0,
+        }
+        if self.zarr_format == 2:
+            options["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
+        return options
+
+    def finish(self, executor: Any, result: Any, plan: Any, *, compute: bool) -> Any:
+        """Level 0, pyramid and metadata; move the label image into place; new result."""
+        import zarr
+
+        written = zarr.open_array(self.level0_path, mode="r")
+        chunks = self.chunks or label_chunks(plan.tile_shape, np.dtype(written.dtype))
+        parent = os.path.dirname(os.path.abspath(self.final_path))
+        self.build_path = tempfile.mkdtemp(
+            prefix=f".{os.path.basename(self.final_path)}.",
+            suffix=".patchworks-build",
+            dir=parent,
+        )
+        level0 = os.path.join(self.build_path, "0")
+        if self._reusable(written, chunks):
+            os.replace(self.level0_path, level0)
+            previous = zarr.open_array(level0, mode="r")
+        else:
+            previous = self._level(
+                level0,
+                written,
+                chunks,
+                self.levels[0],
+                executor,
+                block=_copy_block(plan.tile_shape, chunks),
+                label="level 0",
+            )
+        for k, level in enumerate(self.levels[1:], start=1):
+            previous = self._level(
+                os.path.join(self.build_path, str(k)),
+                previous,
+                chunks,
+                level,
+                executor,
+                label=f"level {k}",
+            )
+        group = zarr.open_group(self.build_path, mode="a", zarr_format=self.zarr_format)  # type: ignore[arg-type]
+        group.attrs.update(self.metadata())
+        _replace(self.build_path, self.final_path, self.overwrite)
+        if self.labels_group is not None:
+            _register(self.labels_group, self.name, self.version, self.zarr_format)
+        self.done = True
+        remove_tree(self.level0_path)
+        if compute:
+            return result
+        return open_result(os.path.join(self.final_path, "0"), compute=False)
+
+    def _reusable(self, written: Any, chunks: tuple[int, ...]) -> bool:
+        """Whether the pipeline's array already has this image's format, chunks and codec."""
+        return (
+            self.zarr_format == 3
+            and self.compressors is None
+            and written.metadata.zarr_format == 3
+            and tuple(written.chunks) == tuple(chunks)
+        )
+
+    def _level(
+        self,
+        path: str,
+        previous: Any,
+        chunks: tuple[int, ...],
+        level: dict[str, Any],
+        executor: Any,
+        *,
+        label: str,
+        block: tuple[int, ...] | None = None,
+    ) -> Any:
+        import zarr
+
+        attrs = dict(previous.attrs) if label == "level 0" else {}
+        clipped = tuple(min(c, n) for c, n in zip(chunks, level["shape"], strict=True))
+        target = zarr.create_array(
+            store=path,
+            shape=level["shape"],
+            dtype=previous.dtype,
+            attributes=attrs,
+            overwrite=True,
+            **self.array_options(clipped),
+        )
+        job = LevelJob(
+            source=previous,
+            target=target,
+            factors=level["factors"],
+            method=self.method,
+            block=block,
+        )
+        executor.map(downsample_chunk, job, range(job.n_chunks), desc=label)
+        return target
+
+    def abort(self, *, keep: bool = False) -> None:
+        """Remove what an unfinished run left (its full-resolution labels too, unless
+        ``keep``: a resumable run needs them), and a ``labels`` folder it created."""
+        if self.done:
+            return
+        remove_tree(self.build_path)
+        if not keep:
+            remove_tree(self.level0_path)
+        group = self.labels_group
+        if group is not None and os.path.isdir(group) and not os.listdir(group):
+            os.rmdir(group)
+
+    def metadata(self) -> dict[str, Any]:
+        """The label image's group attributes (NGFF multiscales + image-label)."""
+        datasets = []
+        for k, level in enumerate(self.levels):
+            transforms = [{"type": "scale", "scale": list(level["scale"])}]
+            if any(level["translation"]):
+                shift = list(level["translation"])
+                transforms.append({"type": "translation", "translation": shift})
+            datasets.append({"path": str(k), "coordinateTransformations": transforms})
+        multiscale: dict[str, Any] = {
+            "name": self.name,
+            "axes": self.axes.to_ngff(),
+            "datasets": datasets,
+            "type": self.method,
+        }
+        image_label: dict[str, Any] = {}
+        if self.source_image is not None:
+            image_label["source"] = {"image": self.source_image}
+        if self.version == "0.5":
+            return {
+                "ome": {"version": "0.5", "multiscales": [multiscale], "image-label": image_label}
+            }
+        multiscale["version"] = self.version
+        image_label["version"] = self.version
+        return {"multiscales": [multiscale], "image-label": image_label}
+
+
+def plan_label_output(
+    image: Any,
+    source: Any,
+    *,
+    dtype: np.dtype,
+    write_to: str | None,
+    output_format: str,
+    label_name: str,
+    output_chunks: Any,
+    output_compressors: Any,
+    pyramid: str,
+    overwrite: bool,
+) -> LabelOutput | None:
+    """Decide whether (and where) to write an OME-Zarr label image; None for plain zarr."""
+    if output_format not in FORMATS:
+        raise InvalidParameterError(
+            f"`output_format` must be one of {list(FORMATS)}; got {output_format!r}."
+        )
+    method = check_method(pyramid)
+    ome = source.ome
+    if output_format == "zarr" or (output_format == "auto" and ome is None):
+        return None
+    if write_to is None and ome is None:
+        raise InvalidParameterError(
+            '`output_format="ome-zarr"` needs `write_to` for an input that is not an '
+            "OME-Zarr image (labels go inside OME-Zarr inputs only); got write_to=None."
+        )
+    if write_to is None and is_url(ome.url):
+        logger.info("remote OME-Zarr input %s: labels are returned, not written", ome.url)
+        return None
+    _check_name(label_name)
+    labels_group: str | None = None
+    source_image: str | None
+    if write_to is None:
+        labels_group = os.path.join(ome.url, "labels")
+        final = os.path.join(labels_group, label_name)
+        source_image = "../../"
+    else:
+        final = write_to
+        local = isinstance(image, str | os.PathLike) and not is_url(os.fspath(image))
+        source_image = os.path.relpath(os.fspath(image), final) if local else None
+    if os.path.exists(final) and not overwrite:
+        # Only published label images live at ``final`` (a resumable run keeps its state
+        # beside a hidden level-0 array), so an existing one is a finished result even with
+        # resume=True, which check_write_to lets pass.
+        raise OutputExistsError(
+            f"`label_name` {label_name!r} already exists in {labels_group!r}; pass "
+            "overwrite=True to replace it or choose another label_name."
+            if labels_group is not None
+            else f"`write_to` {final!r} already exists (a finished label image); pass "
+            "overwrite=True to replace it or choose another path."
+        )
+    version = ome.image.version if ome is not None else "0.5"
+    version = version if version in ("0.4", "0.5") else "0.4"
+    # the input's zarr format, so the labels are members of its hierarchy (0.4 metadata in
+    # a zarr v3 group is mirrored as such rather than mixing formats)
+    zarr_format = ome.image.zarr_format if ome is not None else 3
+    axes = ome.axes if ome is not None else Axes.default(len(source.shape))
+    output = LabelOutput(
+        final_path=final,
+        labels_group=labels_group,
+        name=label_name,
+        version=version,
+        zarr_format=zarr_format,
+        axes=axes,
+        levels=_levels(source, axes),
+        method=method,
+        chunks=_check_chunks(output_chunks, len(source.shape)),
+        compressors=output_compressors,
+        source_image=source_image,
+        overwrite=overwrite,
+    )
+    _check_options(output.array_options((1,) * len(source.shape)), dtype)
+    os.makedirs(os.path.dirname(output.level0_path), exist_ok=True)
+    return output
+
+
+def _check_name(name: Any) -> None:
+    if (
+        not isinstance(name, str)
+        or not name
+        or name.startswith(".")
+        or "/" in name
+        or ("\\" in name)
+    ):
+        raise InvalidParameterError(
+            "`label_name` must be a non-empty folder name without '/' that does not start "
+            f"with '.'; got {name!r}."
+        )
+
+
+def label_chunks(tile_shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
+    """Chunks that divide ``tile_shape`` and hold at most about 1 MiB of labels.
+
+    Examples
+    --------
+    >>> label_chunks((64, 512, 512), np.dtype("int32"))
+    (64, 64, 64)
+    """
+    chunks = list(tile_shape)
+    while math.prod(chunks) * dtype.itemsize > CHUNK_BYTES:
+        even = [i for i, c in enumerate(chunks) if c % 2 == 0 and c > 32]
+        if not even:
+            break
+        axis = max(even, key=lambda i: chunks[i])
+        chunks[axis] //= 2
+    return tuple(chunks)
+
+
+def _check_chunks(chunks: Any, ndim: int) -> tuple[int, ...] | None:
+    if chunks is None:
+        return None
+    try:
+        sizes = tuple(int(c) for c in chunks)
+    except (TypeError, ValueError):
+        sizes = ()
+    if len(sizes) != ndim or any(c < 1 for c in sizes):
+        raise InvalidParameterError(
+            f"`output_chunks` must have one positive size per label axis ({ndim}); got {chunks!r}."
+        )
+    return sizes
+
+
+def _copy_block(tile_shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:
+    """Copy regions covering whole tiles and whole output chunks (when that is cheap)."""
+    block = []
+    for t, c in zip(tile_shape, chunks, strict=True):
+        common = math.lcm(t, c)
+        block.append(common if common <= 4 * max(t, c) else c)
+    return tuple(block)
+
+
+def _compressors(compressors: Any, zarr_format: int) -> Any:
+    if compressors is not None:
+        return compressors
+    if zarr_format == 2:
+        from numcodecs import Zstd
+
+        return Zstd(level=1)
+    from patchworks.io._zarr import label_compressors
+
+    return label_compressors()
+
+
+def _check_options(options: dict[str, Any], dtype: np.dtype) -> None:
+    import zarr
+
+    try:
+        zarr.create_array(store={}, shape=options["chunks"], dtype=dtype, **options)
+    except Exception as exc:
+        raise InvalidParameterError(
+            f"`output_compressors` must be codecs zarr format {options['zarr_format']} "
+            f"accepts; got {options['compressors']!r} ({type(exc).__name__}: {exc})."
+        ) from exc
+
+
+def _levels(source: Any, axes: Axes) -> list[dict[str, Any]]:
+    """Shape, factors, scale and translation of every label level."""
+    ome, shape = source.ome, tuple(source.shape)
+    if ome is not None:
+        scale0, shift0 = ome.scale, ome.translation
+    else:
+        scale0, shift0 = (1.0,) * len(shape), (0.0,) * len(shape)
+    levels = [
+        {"shape": shape, "factors": (1,) * len(shape), "scale": scale0, "translation": shift0}
+    ]
+    mirrored = _mirror(source) if ome is not None else None
+    if mirrored is not None:
+        return levels + mirrored
+    total = [1] * len(shape)
+    for factors in default_factors(shape, axes.types):
+        total = [t * f for t, f in zip(total, factors, strict=True)]
+        levels.append(
+            {
+                "shape": tuple(math.ceil(n / t) for n, t in zip(shape, total, strict=True)),
+                "factors": factors,
+                "scale": tuple(s * t for s, t in zip(scale0, total, strict=True)),
+                "translation": tuple(
+                    u + (t - 1) * s / 2 for u, s, t in zip(shift0, scale0, total, strict=True)
+                ),
+            }
+        )
+    return levels
+
+
+def _mirror(source: Any) -> list[dict[str, Any]] | None:
+    """The input's coarser levels, when each is an integer downsampling of the one before."""
+    import zarr
+
+    ome = source.ome
+    try:
+        group: Any = zarr.open_group(ome.url, mode="r")
+        shapes = [
+            tuple(group[lv.path].shape[i] for i in ome.kept) for lv in ome.image.levels[ome.level :]
+        ]
+    except Exception:  # unreadable coarser levels: fall back to the default pyramid
+        return None
+    if len(shapes) < 2:
+        return None
+    out = []
+    for before, after, level in zip(
+        shapes, shapes[1:], ome.image.levels[ome.level + 1 :], strict=False
+    ):
+        factors = tuple(max(1, round(b / a)) for b, a in zip(before, after, strict=True))
+        if any(
+            not (b // f <= a <= -(-b // f)) for b, a, f in zip(before, after, factors, strict=True)
+        ):
+            return None
+        out.append(
+            {
+                "shape": after,
+                "factors": factors,
+                "scale": tuple(level.scale[i] for i in ome.kept),
+                "translation": tuple(level.translation[i] for i in ome.kept),
+            }
+        )
+    return out
+
+
+def _replace(built: str, final: str, overwrite: bool) -> None:
+    if os.path.exists(final):
+        if not overwrite:
+            raise OutputExistsError(
+                f"{final!r} appeared during the run; the new label image is kept at {built!r}."
+            )
+        retired = built + ".replaced"
+        os.replace(final, retired)
+        os.replace(built, final)
+        remove_tree(retired)
+    else:
+        os.replace(built, final)
+
+
+def _register(labels_group: str, name: str, version: str, zarr_format: int) -> None:
+    """Add ``name`` to the ``labels`` list of the image's labels group."""
+    import zarr
+
+    group = zarr.open_group(labels_group, mode="a", zarr_format=zarr_format)  # type: ignore[arg-type]
+    attrs: dict[str, Any] = dict(group.attrs)
+    if version == "0.5":
+        ome = dict(attrs.get("ome", {}))
+        names = list(ome.get("labels", []))
+        group.attrs["ome"] = {
+            **ome,
+            "version": "0.5",
+            "labels": [*names, name] if name not in names else names,
+        }
+    else:
+        names = list(attrs.get("labels", []))
+        group.attrs["labels"] = [*names, name] if name not in names else names

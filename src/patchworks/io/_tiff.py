@@ -1,0 +1,115 @@
+"""Read TIFF and OME-TIFF through tifffile's zarr interface, without loading the file.
+
+tifffile exposes a TIFF series (and each level of a pyramidal OME-TIFF) as a zarr store
+whose chunks are the file's tiles or strips. :class:`TiffArray` wraps one level as a lazy,
+picklable array: workers reopen the file on first read. The series' axes string (for
+example ``"TCZYX"`` in OME-TIFF, ``"YXS"`` for RGB) says which axis holds channels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from patchworks.io._axes import Axes
+from patchworks.io._ome import AxisView, select_axes
+from patchworks.errors import InvalidImageError, InvalidParameterError, missing_dependency
+
+_TYPES = {"C": "channel", "S": "channel", "T": "time"}
+
+
+def _tifffile() -> Any:
+    try:
+        import tifffile
+    except ImportError:
+        raise missing_dependency("tifffile", "tiff", "Reading TIFF images") from None
+    return tifffile
+
+
+class TiffArray:
+    """One level of one TIFF series as a lazy array with NumPy basic slicing.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, tifffile
+    >>> path = os.path.join(tempfile.mkdtemp(), "doc.tif")
+    >>> tifffile.imwrite(path, np.arange(24, dtype="uint8").reshape(2, 3, 4))
+    >>> array = TiffArray(path)
+    >>> array.shape, int(array[1, 2, 3])
+    ((2, 3, 4), 23)
+    """
+
+    def __init__(self, path: str, *, series: int = 0, level: int = 0) -> None:
+        self.path, self.series, self.level = path, series, level
+        self._array: Any = None
+        array = self._open()
+        self.shape = tuple(int(n) for n in array.shape)
+        self.dtype = np.dtype(array.dtype)
+        self.chunks = tuple(int(c) for c in array.chunks)
+
+    def _open(self) -> Any:
+        if self._array is None:
+            import zarr
+
+            store = _tifffile().imread(self.path, aszarr=True, series=self.series, level=self.level)
+            self._array = zarr.open_array(store, mode="r")
+        return self._array
+
+    def __getitem__(self, box: Any) -> np.ndarray:
+        return np.asarray(self._open()[box])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_array": None}  # reopened on the worker
+
+
+def tiff_axes(axes: str) -> Axes:
+    """Axes from a tifffile axes string: C and S are channels, T is time, others space.
+
+    Examples
+    --------
+    >>> tiff_axes("TCZYX").types
+    ('time', 'channel', 'space', 'space', 'space')
+    """
+    names, types = [], []
+    seen_channel = False
+    for letter in axes.upper():
+        kind = _TYPES.get(letter, "space")
+        if kind == "channel":
+            kind = "time" if seen_channel else kind  # a second channel-like axis: not spatial
+            seen_channel = True
+        names.append(letter.lower())
+        types.append(kind)
+    return Axes(tuple(names), tuple(types), (None,) * len(names))
+
+
+def open_tiff(
+    path: str,
+    *,
+    level: int | str | None,
+    channel: int | None,
+    channel_axis: int | None,
+) -> tuple[Any, int | None, None]:
+    """The array to segment from a TIFF file, its channel axis, and no OME selection."""
+    tifffile = _tifffile()
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            n_levels, axes = len(series.levels), series.axes
+    except Exception as exc:
+        raise InvalidImageError(
+            f"`image` {path!r} could not be read as TIFF ({type(exc).__name__}: {exc})."
+        ) from exc
+    k = 0 if level is None else level
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 0 <= k < n_levels:
+        raise InvalidParameterError(
+            f"`level` must be an index in 0..{n_levels - 1} for TIFF {path!r} (its pyramid "
+            f"levels); got {level!r}."
+        )
+    array = TiffArray(path, level=int(k))
+    index, new_channel_axis, _ = select_axes(
+        array.shape, tiff_axes(axes), channel=channel, channel_axis=channel_axis, url=path
+    )
+    if all(i is None for i in index):
+        return array, new_channel_axis, None
+    return AxisView(array, index), new_channel_axis, None

@@ -1,0 +1,268 @@
+"""Owners for ``stitch="iou"``: which tile draws each object where predictions overlap.
+
+Inside a zone two or more tiles predict the same voxels, and they may disagree by a few
+voxels. Cutting every object along the straight face between cores would leave a seam
+line through every cell. Instead, every object is drawn by one *owner*:
+
+* Matched objects (one object seen by several tiles) are joined by the label map; the
+  member with the most voxels in its own tile's core owns the object (ties: smallest
+  provisional ID), and its prediction is used everywhere it reaches. If the cores of the
+  tiles that saw it hold less than half of it, the tiles whose cores hold the rest decide.
+* An unmatched object that reaches a zone is kept by its tile when at least half of its
+  voxels lie in that tile's core; otherwise the neighbours, which see it with more
+  context, decide.
+* Objects that stay away from every zone are kept by their tile.
+
+A voxel of a tile's core takes, in order: the tile's own label if the tile owns that
+object; else the label of an object owned by a neighbour whose prediction covers the voxel
+(faces before edges before corners); else the tile's own label, mapped to its object.
+The decision needs only the tables of zone objects on the client; each tile's output is
+then composed by a worker from its own and its neighbours' staged predictions.
+
+With ``sequential_labels=True`` one extra composing pass finds which zone objects
+actually appear in the output (an object drawn over entirely by others leaves no ID
+behind), so the final labels are exactly ``1..N``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from patchworks._engine.faces import EMPTY_PAIRS
+from patchworks._engine.labelmap import LabelMap, build_label_map
+from patchworks._plan import Tile, TilePlan
+from patchworks.errors import LabelOverflowError
+
+
+@dataclass(frozen=True)
+class ComposeJob:
+    """Everything a worker needs to compose tiles' final labels; shipped once per run.
+
+    ``not_kept`` holds the sorted provisional IDs whose prediction yields to an owner;
+    ``candidates`` the sorted final labels of zone objects, whose presence is reported.
+    """
+
+    seams: Any
+    label_map: LabelMap
+    not_kept: np.ndarray
+    candidates: np.ndarray
+    dtype: np.dtype
+    output: Any = None
+
+
+def _tables(job: ComposeJob, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lookup tables ``local label -> final label`` and ``local label -> owned here``."""
+    start, n_local = int(job.label_map.offsets[index]), job.label_map.n_local(index)
+    lut = job.label_map.lut(index, n_local, job.dtype)
+    kept = np.ones(n_local + 1, dtype=bool)
+    kept[0] = False
+    lo = np.searchsorted(job.not_kept, start + 1)
+    hi = np.searchsorted(job.not_kept, start + n_local, side="right")
+    kept[job.not_kept[lo:hi] - start] = False
+    return lut, kept
+
+
+def reaching_tiles(plan: TilePlan, tile: Tile) -> list[Tile]:
+    """Other tiles whose halo box covers part of ``tile``'s core, nearest first."""
+    reach = [math.ceil(h / t) if h else 0 for h, t in zip(plan.halo, plan.tile_shape, strict=True)]
+    steps = sorted(
+        (s for s in itertools.product(*(range(-r, r + 1) for r in reach)) if any(s)),
+        key=lambda s: (sum(abs(v) for v in s), s),
+    )
+    found = []
+    for step in steps:
+        position = tuple(p + s for p, s in zip(tile.position, step, strict=True))
+        if all(0 <= p < g for p, g in zip(position, plan.grid, strict=True)):
+            found.append(plan.tile(plan.index(position)))
+    return found
+
+
+def compose_tile(job: ComposeJob, index: int) -> np.ndarray:
+    """Final labels of tile ``index``'s core, drawn by each object's owner."""
+    seams, plan = job.seams, job.seams.plan
+    tile = plan.tile(index)
+    out = np.zeros(tile.core_shape, dtype=job.dtype)
+    claimed = np.zeros(tile.core_shape, dtype=bool)
+    own = None
+    if job.label_map.n_local(index):
+        own = seams.read(tile, tile.core)
+        lut, kept = _tables(job, index)
+        mine = kept[own]
+        out[mine] = lut[own[mine]]
+        claimed = mine
+    for other in reaching_tiles(plan, tile):
+        if not job.label_map.n_local(other.index):
+            continue
+        box = tuple(
+            slice(max(c.start, h.start), min(c.stop, h.stop))
+            for c, h in zip(tile.core, other.halo_box, strict=True)
+        )
+        if any(b.stop <= b.start for b in box):
+            continue
+        theirs = seams.read(other, box)
+        lut_o, kept_o = _tables(job, other.index)
+        rel = tuple(
+            slice(b.start - c.start, b.stop - c.start) for b, c in zip(box, tile.core, strict=True)
+        )
+        take = kept_o[theirs] & ~claimed[rel]
+        if take.any():
+            out[rel][take] = lut_o[theirs[take]]
+            claimed[rel] |= take
+    if own is not None:
+        rest = ~claimed & (own > 0)
+        out[rest] = lut[own[rest]]
+    return out
+
+
+def present_tile(job: ComposeJob, index: int) -> tuple[np.ndarray, int]:
+    """Zone objects' final labels present in tile ``index`` and its largest label."""
+    out = compose_tile(job, index)
+    return np.intersect1d(out, job.candidates), int(out.max()) if out.size else 0
+
+
+def write_tile(job: ComposeJob, index: int) -> tuple[np.ndarray, int]:
+    """Compose tile ``index`` and write it to ``job.output``; report as :func:`present_tile`."""
+    out = compose_tile(job, index)
+    if out.any():
+        job.output[job.seams.plan.core(job.seams.plan.position(index))] = out
+    return np.intersect1d(out, job.candidates), int(out.max()) if out.size else 0
+
+
+def _compose_chunk(block: np.ndarray, job: ComposeJob, block_info: Any = None) -> np.ndarray:
+    position = block_info[0]["chunk-location"]
+    return compose_tile(job, job.seams.plan.index(position))
+
+
+@dataclass(frozen=True)
+class Stitched:
+    """Result of the IoU merge tables: the label map and how to draw the output."""
+
+    job: ComposeJob
+
+    @property
+    def label_map(self) -> LabelMap:
+        return self.job.label_map
+
+    def lazy(self) -> Any:
+        """A dask array of final labels, composed on the fly (one chunk per tile)."""
+        import dask.array as da
+
+        plan = self.job.seams.plan
+        anchor = da.from_zarr(self.job.seams.anchor).rechunk(plan.tile_shape)
+        return anchor.map_blocks(
+            _compose_chunk,
+            job=self.job,
+            dtype=self.job.dtype,
+            meta=np.empty((0,) * plan.ndim, dtype=self.job.dtype),
+        )
+
+    def write(self, executor: Any, output: Any) -> LabelMap:
+        """Compose and write every tile; return the label map with exact counts."""
+        job = dataclasses.replace(self.job, output=output)
+        reports = executor.map(write_tile, job, range(job.seams.plan.n_tiles), desc="relabel")
+        if job.label_map.sequential:  # absent IDs were already dropped: counts are exact
+            return job.label_map
+        present = _union(r[0] for r in reports)
+        absent = np.setdiff1d(job.candidates, present).size
+        return dataclasses.replace(
+            job.label_map,
+            n_labels=int(job.label_map.n_labels - absent),
+            max_label=max((r[1] for r in reports), default=0),
+        )
+
+
+def _union(parts: Any) -> np.ndarray:
+    parts = [p for p in parts if p.size]
+    return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+
+
+def decide_owners(
+    seams: Any,
+    executor: Any,
+    counts: np.ndarray,
+    matches: list[Any],
+    *,
+    sequential: bool,
+    dtype: Any,
+) -> Stitched:
+    """Join matched objects, pick owners and (if sequential) drop absent IDs."""
+    dtype = np.dtype(dtype)
+    counts = np.asarray(counts, dtype=np.int64)
+    offsets = np.zeros(counts.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    matches = sorted(matches, key=lambda m: m.index)
+    pairs = [m.pairs for m in matches if m.pairs.size]
+    zone_ids = np.concatenate(
+        [offsets[m.index] + m.zone_labels for m in matches] or [np.empty(0, np.int64)]
+    )
+    zone_core = np.concatenate([m.core_sizes for m in matches] or [np.empty(0, np.int64)])
+    zone_size = np.concatenate([m.sizes for m in matches] or [np.empty(0, np.int64)])
+
+    gappy = build_label_map(
+        counts,
+        np.concatenate(pairs) if pairs else EMPTY_PAIRS,
+        sequential=False,
+        dtype="int64" if sequential else dtype,
+    )
+    nodes, roots = gappy.boundary_ids, gappy.boundary_final
+    node_core = zone_core[np.searchsorted(zone_ids, nodes)]
+    order = np.lexsort((nodes, -node_core, roots))
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = roots[order][1:] != roots[order][:-1]
+    not_owner = np.setdiff1d(nodes, nodes[order][first])
+    # A joined object whose voxels lie mostly outside the cores of the tiles that saw it
+    # belongs to the tiles whose cores hold it: none of its members is kept.
+    group, member = np.unique(roots, return_inverse=True)
+    in_cores = np.bincount(member, weights=node_core, minlength=group.size)
+    size = np.zeros(group.size, dtype=np.int64)
+    np.maximum.at(size, member, zone_size[np.searchsorted(zone_ids, nodes)])
+    outside = nodes[(2 * in_cores < size)[member]]
+    not_owner = np.union1d(not_owner, outside)
+    matched = np.isin(zone_ids, nodes)
+    weak = ~matched & (2 * zone_core < zone_size)
+    not_kept = np.union1d(not_owner, zone_ids[weak])
+    finals = zone_ids.copy()
+    finals[matched] = roots[np.searchsorted(nodes, zone_ids[matched])]
+    candidates = np.unique(finals)
+
+    job = ComposeJob(
+        seams=seams,
+        label_map=gappy,
+        not_kept=not_kept,
+        candidates=candidates,
+        dtype=dtype,
+    )
+    if sequential:
+        reports = executor.map(present_tile, job, range(seams.plan.n_tiles), desc="owners")
+        absent = np.setdiff1d(candidates, _union(r[0] for r in reports))
+        job = dataclasses.replace(job, label_map=_without(gappy, absent, dtype))
+    return Stitched(job=job)
+
+
+def _without(gappy: LabelMap, absent: np.ndarray, dtype: np.dtype) -> LabelMap:
+    """Sequential map that skips the provisional IDs of objects absent from the output."""
+    total = int(gappy.offsets[-1])
+    dropped = np.union1d(gappy.merged_away, absent)
+    n_labels = total - dropped.size
+    info = np.iinfo(dtype)
+    if n_labels > info.max:
+        raise LabelOverflowError(
+            f"the merged image has {n_labels} objects, more than the output `dtype` {dtype} "
+            f"can hold ({info.max}); pass dtype='int64'."
+        )
+    roots = gappy.boundary_final
+    return LabelMap(
+        offsets=gappy.offsets,
+        boundary_ids=gappy.boundary_ids,
+        boundary_final=roots - np.searchsorted(dropped, roots),
+        merged_away=dropped,
+        sequential=True,
+        n_labels=n_labels,
+        max_label=n_labels,
+    )
