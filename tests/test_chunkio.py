@@ -7,8 +7,7 @@ import pytest
 import zarr
 
 from patchworks._store.chunkio import ChunkIO, read_tile, tile_io, write_tile
-from patchworks.io._zarr import label_compressors
-from patchworks.io._zarr import create_label_array
+from patchworks.io._zarr import create_label_array, label_compressors
 
 
 @pytest.mark.parametrize("separator", ["/", "."])

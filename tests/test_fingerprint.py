@@ -10,8 +10,8 @@ import numpy as np
 import zarr
 from scipy import ndimage as ndi
 
-from patchworks._store.fingerprint import differences, fn_identity, image_identity, run_fingerprint
 from patchworks._plan import TilePlan
+from patchworks._store.fingerprint import differences, fn_identity, image_identity, run_fingerprint
 from patchworks.io._source import open_image
 
 THRESHOLD = 0.5

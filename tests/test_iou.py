@@ -15,8 +15,8 @@ from scipy import ndimage as ndi
 
 from conftest import same_partition
 from patchworks import make_local_cluster, merge_tile_labels, suggest_overlap, tile_process
-from patchworks.stitch._iou import match_labels
 from patchworks.errors import InvalidParameterError, TileFunctionError
+from patchworks.stitch._iou import match_labels
 
 
 def exact_fn(tile):

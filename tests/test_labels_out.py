@@ -13,9 +13,9 @@ from scipy import ndimage as ndi
 from conftest import same_partition
 from ngff import validate, write_ome_image
 from patchworks import tile_process
-from patchworks.io._ome_sink import label_chunks
 from patchworks.datasets import THRESHOLD, blobs
 from patchworks.errors import InvalidParameterError, OutputExistsError, TileFunctionError
+from patchworks.io._ngff import label_chunks
 
 FULL = np.ones((3, 3, 3), dtype=bool)
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from patchworks._engine.local import MIN_MEAN_RUN, LabelRuns, dense_limit, to_local_labels
+from patchworks._plan import TilePlan
 from patchworks._store.chunkio import REUSABLE_BYTES, reusable
 from patchworks._store.facestore import FaceIndex, FaceStore, face_planes
-from patchworks._plan import TilePlan
-from patchworks._engine.tiles import MIN_MEAN_RUN, LabelRuns, dense_limit, to_local_labels
 
 TILE = TilePlan((4,), (4,), (0,)).tile(0)
 
@@ -126,7 +126,7 @@ def test_reusable_buffers_are_per_thread_and_purpose():
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "int32", "uint64"])
 def test_apply_lut_into_a_buffer_and_bounds(dtype):
-    from patchworks._engine.relabel import apply_lut
+    from patchworks._engine.local import apply_lut
 
     local = np.array([[0, 2], [1, 2]], dtype=dtype)
     lut = np.array([0, 70_000, 9], dtype="int64")
@@ -148,7 +148,7 @@ def test_apply_lut_into_a_buffer_and_bounds(dtype):
 )
 @example(size=4, n=300, table_dtype="int32", step=1, seed=0)  # the two-voxel path, long table
 def test_apply_lut_matches_numpy_gather(size, n, table_dtype, step, seed):
-    from patchworks._engine.relabel import apply_lut
+    from patchworks._engine.local import apply_lut
 
     rng = np.random.default_rng(seed)
     lut = rng.integers(0, np.iinfo(table_dtype).max, size=n, dtype=table_dtype)

@@ -9,9 +9,9 @@ from scipy import ndimage as ndi
 from conftest import same_partition
 from ngff import write_ome_image
 from patchworks import tile_process
-from patchworks.io._source import open_image
 from patchworks.datasets import THRESHOLD, blobs
 from patchworks.errors import InvalidParameterError
+from patchworks.io._source import open_image
 
 FULL = np.ones((3, 3, 3), dtype=bool)
 

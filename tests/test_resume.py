@@ -14,8 +14,8 @@ import pytest
 import zarr
 from scipy import ndimage as ndi
 
-import patchworks._engine.merge as merge_half
-import patchworks._api as pipeline
+import patchworks._run as merge_half
+import patchworks._run as pipeline
 from patchworks import merge_tile_labels, output_status, tile_process
 from patchworks._store.resume import LOG, read_tile_log, run_dir_for
 from patchworks.errors import (

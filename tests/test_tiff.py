@@ -11,10 +11,10 @@ from scipy import ndimage as ndi
 
 from conftest import same_partition
 from patchworks import tile_process
-from patchworks.io._source import open_image
-from patchworks.io._tiff import TiffArray
 from patchworks.datasets import THRESHOLD, blobs
 from patchworks.errors import InvalidParameterError
+from patchworks.io._source import open_image
+from patchworks.io._tiff import TiffArray
 
 FULL = np.ones((3, 3, 3), dtype=bool)
 

@@ -3,12 +3,12 @@ tile, in parallel, and merge the per-tile results into one label array with glob
 consistent IDs, streaming from zarr to zarr.
 """
 
+from patchworks._api import merge_tile_labels, tile_process
+from patchworks._engine.overlap import suggest_overlap
+from patchworks._store.rundir import output_status
 from patchworks._tools.cluster import make_local_cluster
 from patchworks._tools.empty import estimate_empty_tiles
-from patchworks._engine.overlap import suggest_overlap
-from patchworks._api import merge_tile_labels, tile_process
 from patchworks._tools.preview import preview
-from patchworks._store.resume import output_status
 from patchworks._version import __version__
 from patchworks.errors import PatchworksError
 

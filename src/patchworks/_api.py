@@ -1,76 +1,138 @@
-"""Wire the stages together: plan → tiles → faces → label map → relabel and write.
+"""The public entry points: their signatures and docstrings, nothing else.
 
-The public entry points. Each stage is a function from the previous stage's result to its
-own; the executor runs a stage's per-tile tasks in parallel. This module runs the first half
-(open, plan, run ``fn`` per tile or stage the user's labels); ``._merge`` wires the second
-half (faces → label map → relabel and publish). No stage calls another.
+Each turns its keywords into one checked run specification (:mod:`patchworks._options`)
+and hands it to the one orchestrator (:mod:`patchworks._run`). ``compute=True`` returns a
+NumPy array, anything else a lazy dask array (the overloads say so to type checkers).
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, overload
 
 import numpy as np
+from numpy.typing import NDArray
+from typing_extensions import Unpack
 
-from patchworks._engine.execute import Executor
-from patchworks._store.facestore import FaceIndex
-from patchworks.stitch._iou import create_seams
-from patchworks.io._labeled import open_label_store, regular_chunks
-from patchworks.io._ome_sink import plan_label_output
-from patchworks._engine.merge import MergeRun, merge
-from patchworks.io._zarr_sink import check_write_to
-from patchworks._engine.overlap import check_merge_overlap, halo_plan, resolve_overlap
-from patchworks._options import (
-    check_connectivity,
-    check_dtype,
-    check_empty_threshold,
-    check_fn,
-    check_picklable,
-    check_stitch,
-    resolve_tile_shape,
+from patchworks._options import merge_spec, tile_spec
+from patchworks._run import run
+from patchworks._typing import (
+    DTypeLike,
+    ImageLike,
+    OverlapLike,
+    PathLike,
+    TileFunction,
+    TileShapeLike,
 )
-from patchworks._plan import TilePlan, normalize_overlap, normalize_tile_shape
-from patchworks._store.resume import OutputRun, check_resume
-from patchworks.io._source import open_image
-from patchworks._store.staging import create_staging
-from patchworks._engine.tiles import TileJob, process_tile, scan_label_store, stage_label_block
-from patchworks.errors import InvalidImageError, InvalidParameterError
+from patchworks.io import Sink
+from patchworks.stitch import Stitcher
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import dask.array as da
+
+#: Labels computed now (``compute=True``).
+Labels = NDArray[np.integer[Any]]
+#: What ``stitch=`` takes: a mode's name or a :class:`~patchworks.stitch.Stitcher`.
+StitchLike = Literal["touch", "iou"] | Stitcher
+
+
+class TileOptions(TypedDict, total=False):
+    """The keywords of :func:`tile_process` besides ``compute`` (for its overloads)."""
+
+    tile_shape: TileShapeLike
+    overlap: OverlapLike
+    write_to: PathLike | Sink | None
+    progress: bool
+    sequential_labels: bool
+    skip_empty: bool
+    empty_threshold: float | None
+    use_gpu: bool
+    stitch: StitchLike
+    iou_threshold: float
+    connectivity: int | None
+    resume: bool
+    channel_axis: int | None
+    level: int | str | None
+    dtype: DTypeLike
+    overwrite: bool
+    temp_dir: str | None
+    keep_temp: bool
+    retries: int
+    channel: int | None
+    label_name: str
+    output_format: Literal["auto", "zarr", "ome-zarr"]
+    output_chunks: tuple[int, ...] | None
+    output_compressors: Any
+    pyramid: Literal["mode", "nearest"]
+
+
+class MergeOptions(TypedDict, total=False):
+    """The keywords of :func:`merge_tile_labels` besides ``compute`` (for its overloads)."""
+
+    input_component: str | None
+    write_to: PathLike | Sink | None
+    progress: bool
+    sequential_labels: bool
+    connectivity: int | None
+    tile_shape: tuple[int, ...] | None
+    stitch: StitchLike
+    iou_threshold: float
+    overlap: int | tuple[int, ...]
+    dtype: DTypeLike
+    overwrite: bool
+    temp_dir: str | None
+    keep_temp: bool
+    retries: int
+
+
+@overload
+def tile_process(
+    image: ImageLike, fn: TileFunction, *, compute: Literal[True], **options: Unpack[TileOptions]
+) -> Labels: ...
+@overload
+def tile_process(
+    image: ImageLike,
+    fn: TileFunction,
+    *,
+    compute: Literal[False] = False,
+    **options: Unpack[TileOptions],
+) -> da.Array: ...
+@overload
+def tile_process(
+    image: ImageLike, fn: TileFunction, *, compute: bool, **options: Unpack[TileOptions]
+) -> Labels | da.Array: ...
 
 
 def tile_process(
-    image: Any,
-    fn: Any,
+    image: ImageLike,
+    fn: TileFunction,
     *,
-    tile_shape: Any = None,
-    overlap: Any = 0,
-    write_to: Any = None,
+    tile_shape: TileShapeLike = None,
+    overlap: OverlapLike = 0,
+    write_to: PathLike | Sink | None = None,
     compute: bool = False,
     progress: bool = False,
     sequential_labels: bool = False,
     skip_empty: bool = False,
     empty_threshold: float | None = None,
     use_gpu: bool = False,
-    stitch: str = "touch",
+    stitch: StitchLike = "touch",
     iou_threshold: float = 0.5,
     connectivity: int | None = None,
     resume: bool = False,
     channel_axis: int | None = None,
     level: int | str | None = None,
-    dtype: Any = "int32",
+    dtype: DTypeLike = "int32",
     overwrite: bool = False,
     temp_dir: str | None = None,
     keep_temp: bool = False,
     retries: int = 0,
     channel: int | None = None,
     label_name: str = "patchworks",
-    output_format: str = "auto",
-    output_chunks: Any = None,
+    output_format: Literal["auto", "zarr", "ome-zarr"] = "auto",
+    output_chunks: tuple[int, ...] | None = None,
     output_compressors: Any = None,
-    pyramid: str = "mode",
-) -> Any:
+    pyramid: Literal["mode", "nearest"] = "mode",
+) -> Labels | da.Array:
     """Run ``fn`` over ``image`` tile by tile and merge the labels into one label image.
 
     Parameters
@@ -90,8 +152,9 @@ def tile_process(
         border); a scalar adds no halo on axes where the tile is one voxel thick.
         ``"auto"`` runs ``fn`` once on a central tile-sized sample and uses about one
         object diameter (see :func:`suggest_overlap`).
-    write_to : str or os.PathLike, optional
-        Path of the output zarr array. Labels stream there; it appears only once complete.
+    write_to : str, os.PathLike or patchworks.io.Sink, optional
+        Path of the output zarr array (or a sink such as ``OmeZarrSink(path)``). Labels
+        stream there; it appears only once complete.
     compute : bool
         Return a NumPy array instead of a lazy dask array.
     progress : bool
@@ -105,11 +168,13 @@ def tile_process(
         Threshold for ``skip_empty`` (see :func:`estimate_empty_tiles`).
     use_gpu : bool
         Size ``tile_shape="auto"`` from free GPU memory.
-    stitch : {"touch", "iou"}
-        How labels are joined across tiles: ``"touch"`` joins labels that touch across a
-        core face, which is exact for connected components; ``"iou"`` joins labels only
-        where both tiles' predictions of the overlap agree, so touching instances stay
-        apart (needs ``overlap`` of about one object diameter; see docs/stitching.md).
+    stitch : {"touch", "iou"} or patchworks.stitch.Stitcher
+        How labels are joined across tiles (a name, or a stitcher such as
+        ``Touch(connectivity=1)`` or ``IoU(threshold=0.3)``): ``"touch"`` joins labels that
+        touch across a core face, which is exact for connected components; ``"iou"``
+        joins labels only where both tiles' predictions of the overlap agree, so touching
+        instances stay apart (needs ``overlap`` of about one object diameter; see
+        docs/stitching.md).
     iou_threshold : float
         With ``stitch="iou"``, the IoU (inside the overlap two tiles share) at which two
         predictions are the same object.
@@ -156,122 +221,71 @@ def tile_process(
     >>> np.unique(labels).tolist()
     [0, 1]
     """
-    check_fn(fn)
-    source = open_image(image, channel_axis=channel_axis, level=level, channel=channel)
-    stitch = check_stitch(stitch, iou_threshold)
-    connectivity = check_connectivity(connectivity, source.ndim)
-    out_dtype = check_dtype(dtype)
-    threshold = check_empty_threshold(empty_threshold)
-    if tile_shape is not None and not isinstance(tile_shape, str):
-        normalize_tile_shape(tile_shape, source.shape)  # fail on bad input before sizing
-    write_path = check_write_to(write_to, overwrite=overwrite or resume is True, image=image)
-    output = plan_label_output(
+    spec = tile_spec(
         image,
-        source,
-        write_to=write_path,
-        output_format=output_format,
+        fn,
+        tile_shape=tile_shape,
+        overlap=overlap,
+        write_to=write_to,
+        compute=compute,
+        progress=progress,
+        sequential_labels=sequential_labels,
+        skip_empty=skip_empty,
+        empty_threshold=empty_threshold,
+        use_gpu=use_gpu,
+        stitch=stitch,
+        iou_threshold=iou_threshold,
+        connectivity=connectivity,
+        resume=resume,
+        channel_axis=channel_axis,
+        level=level,
+        dtype=dtype,
+        overwrite=overwrite,
+        temp_dir=temp_dir,
+        keep_temp=keep_temp,
+        retries=retries,
+        channel=channel,
         label_name=label_name,
+        output_format=output_format,
         output_chunks=output_chunks,
         output_compressors=output_compressors,
         pyramid=pyramid,
-        overwrite=overwrite,
-        dtype=out_dtype,
     )
-    write_path = output.level0_path if output is not None else write_path
-    resume = check_resume(resume, write_path)
-    executor = Executor(progress=progress, retries=retries)
-    if executor.client is not None:
-        check_picklable(fn)
-    out = OutputRun(
-        write_path, resume=resume, overwrite=overwrite, temp_dir=temp_dir, keep_temp=keep_temp
-    )
-    try:
-        tiles = out.stored_tile_shape(tile_shape) or resolve_tile_shape(
-            tile_shape, source, n_tasks=executor.n_workers, use_gpu=use_gpu
-        )
-        overlap = resolve_overlap(overlap, source, fn, tiles, stitch=stitch)
-        plan = TilePlan(
-            shape=source.shape, tile_shape=tiles, halo=normalize_overlap(overlap, tiles)
-        )
-        logger.info("tile_process: %d tiles of %s over %s", plan.n_tiles, tiles, source.shape)
-        fingerprint = out.fingerprint(
-            image,
-            source,
-            fn,
-            plan,
-            labels_dtype=out_dtype,
-            skip_empty=skip_empty,
-            empty_threshold=threshold,
-            stitch=stitch,
-        )
-        if out.finished(fingerprint):
-            result = out.finished_result(compute=compute)
-            return output.finish(executor, result, plan, compute=compute) if output else result
-        staging = out.staging(plan, out_dtype, fingerprint)
-        seams = create_seams(stitch, plan, staging.scratch, iou_threshold, anchor=staging.labels)
-        job = TileJob(
-            plan=plan,
-            staging=staging,
-            labels_dtype=out_dtype,
-            source=source,
-            fn=fn,
-            skip_empty=skip_empty,
-            empty_threshold=threshold,
-            seams=seams,
-        )
-        summaries = out.run_tiles(executor, process_tile, job, plan.n_tiles)
-        run = MergeRun(
-            plan=plan,
-            staging=staging,
-            counts=np.array([s.n_labels for s in summaries], dtype=np.int64),
-            faces=FaceIndex.of([s.faces for s in summaries]),
-            labels=staging.labels,
-            compact=True,
-            executor=executor,
-            connectivity=connectivity,
-            sequential=sequential_labels,
-            dtype=out_dtype,
-            write_to=write_path,
-            info={
-                "tile_shape": list(plan.tile_shape),
-                "overlap": list(plan.halo),
-                "stitch": stitch,
-                "skipped_tiles": int(sum(s.skipped for s in summaries)),
-                **out.info(),
-            },
-            resumable=resume,
-            seams=seams,
-        )
-        del summaries  # ~600 B per tile; the counts and the face index hold what is needed
-        result = merge(run, compute=compute)
-        out.close()
-        return output.finish(executor, result, plan, compute=compute) if output else result
-    except BaseException:
-        out.abort()
-        if output is not None:
-            output.abort(keep=resume or keep_temp)
-        raise
+    result: Labels | da.Array = run(spec)
+    return result
 
 
+@overload
 def merge_tile_labels(
-    labeled: Any,
+    labeled: ImageLike, *, compute: Literal[True], **options: Unpack[MergeOptions]
+) -> Labels: ...
+@overload
+def merge_tile_labels(
+    labeled: ImageLike, *, compute: Literal[False] = False, **options: Unpack[MergeOptions]
+) -> da.Array: ...
+@overload
+def merge_tile_labels(
+    labeled: ImageLike, *, compute: bool, **options: Unpack[MergeOptions]
+) -> Labels | da.Array: ...
+def merge_tile_labels(
+    labeled: ImageLike,
     *,
     input_component: str | None = None,
-    write_to: Any = None,
+    write_to: PathLike | Sink | None = None,
     progress: bool = False,
     sequential_labels: bool = False,
     connectivity: int | None = None,
     compute: bool = False,
-    tile_shape: Any = None,
-    stitch: str = "touch",
+    tile_shape: tuple[int, ...] | None = None,
+    stitch: StitchLike = "touch",
     iou_threshold: float = 0.5,
-    overlap: Any = 0,
-    dtype: Any = "int32",
+    overlap: int | tuple[int, ...] = 0,
+    dtype: DTypeLike = "int32",
     overwrite: bool = False,
     temp_dir: str | None = None,
     keep_temp: bool = False,
     retries: int = 0,
-) -> Any:
+) -> Labels | da.Array:
     """Merge per-tile labels (IDs local to each tile) into globally consistent labels.
 
     Parameters
@@ -308,85 +322,23 @@ temp_dir, keep_temp, retries
     >>> merge_tile_labels(tiles, connectivity=1, sequential_labels=True, compute=True).tolist()
     [[1, 1, 1, 0], [0, 0, 0, 2]]
     """
-    import dask.array as da
-
-    out_dtype = check_dtype(dtype)
-    stitch = check_stitch(stitch, iou_threshold)
-    check_merge_overlap(stitch, overlap)
-    is_dask = isinstance(labeled, da.Array)
-    if is_dask:
-        source = open_image(labeled, name="labeled")
-        plan_tiles = regular_chunks(labeled) if stitch == "touch" else ()
-        if tile_shape is not None:
-            raise InvalidParameterError(
-                "`tile_shape` cannot be given with a dask array input: its chunks are the "
-                f"tiles; got tile_shape={tile_shape!r}."
-            )
-    else:
-        if stitch == "iou":
-            raise InvalidParameterError(
-                '`stitch="iou"` needs `labeled` as a dask array of overlapping tiles (one '
-                f"halo'd tile per block); got labeled of type {type(labeled).__name__}."
-            )
-        source = open_label_store(labeled, input_component)
-        if tile_shape is None and source.chunks is None:
-            raise InvalidParameterError(
-                "`tile_shape` is needed for a NumPy input (it has no chunks to use as tiles); "
-                "got tile_shape=None."
-            )
-        plan_tiles = normalize_tile_shape(
-            tile_shape if tile_shape is not None else source.chunks, source.shape
-        )
-    if source.dtype.kind not in "iu":
-        raise InvalidImageError(f"`labeled` must hold integer labels; got dtype {source.dtype}.")
-    connectivity = check_connectivity(connectivity, source.ndim)
-    write_path = check_write_to(write_to, overwrite=overwrite, image=labeled)
-    executor = Executor(progress=progress, retries=retries)
-    plan = TilePlan(shape=source.shape, tile_shape=plan_tiles, halo=(0,) * source.ndim)
-    if stitch == "iou":
-        plan = halo_plan(labeled.chunks, overlap)
-
-    out = OutputRun(write_path, overwrite=overwrite, temp_dir=temp_dir, keep_temp=keep_temp)
-    try:
-        scratch = out.new_scratch()
-        staging = create_staging(
-            plan, labels_path=None, labels_dtype=out_dtype, scratch=scratch, stage_labels=is_dask
-        )
-        seams = create_seams(stitch, plan, scratch, iou_threshold, anchor=staging.labels)
-        job = TileJob(plan, staging, out_dtype, source=source, seams=seams)
-        if is_dask:
-            summaries = _stage_dask_blocks(executor, job, labeled)
-        else:
-            summaries = executor.map(scan_label_store, job, range(plan.n_tiles), desc="tiles")
-        run = MergeRun(
-            plan=plan,
-            staging=staging,
-            counts=np.array([s.n_labels for s in summaries], dtype=np.int64),
-            faces=FaceIndex.of([s.faces for s in summaries]),
-            labels=staging.labels if is_dask else source.array,
-            compact=is_dask,
-            executor=executor,
-            connectivity=connectivity,
-            sequential=sequential_labels,
-            dtype=out_dtype,
-            write_to=write_path,
-            info={"tile_shape": list(plan.tile_shape), "stitch": stitch},
-            seams=seams,
-        )
-        result = merge(run, compute=compute)
-        out.close()
-        return result
-    except BaseException:
-        out.abort()
-        raise
-
-
-def _stage_dask_blocks(executor: Executor, job: TileJob, labeled: Any) -> list[Any]:
-    """Compute each block of a lazy label array once and stage it."""
-    import dask
-
-    blocks = labeled.to_delayed().ravel()
-    shared = dask.delayed(job, traverse=False)
-    stage = dask.delayed(stage_label_block, pure=True)
-    tasks = [stage(shared, index, block) for index, block in enumerate(blocks)]
-    return executor.compute(tasks, desc="tiles")
+    spec = merge_spec(
+        labeled,
+        input_component=input_component,
+        write_to=write_to,
+        progress=progress,
+        sequential_labels=sequential_labels,
+        connectivity=connectivity,
+        compute=compute,
+        tile_shape=tile_shape,
+        stitch=stitch,
+        iou_threshold=iou_threshold,
+        overlap=overlap,
+        dtype=dtype,
+        overwrite=overwrite,
+        temp_dir=temp_dir,
+        keep_temp=keep_temp,
+        retries=retries,
+    )
+    result: Labels | da.Array = run(spec)
+    return result

@@ -1,23 +1,195 @@
-"""Validation of the options shared by the public functions (SPEC §4).
+"""One frozen run specification, built once from the public keywords, with every check.
 
-Each check runs before any work starts and raises an error that names the parameter and
-the value received.
+:func:`tile_spec` and :func:`merge_spec` turn the keywords of
+:func:`~patchworks.tile_process` and :func:`~patchworks.merge_tile_labels` into one
+:class:`RunSpec` (the model: zarr's ``ArrayConfig`` and ``parse_array_config``). Each check
+runs before any work starts and raises an error that names the parameter and the value
+received (SPEC §4); the orchestrator (:mod:`patchworks._run`) then only reads the spec.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, cast
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, cast
 
 import numpy as np
 
 from patchworks._engine.autosize import auto_tile_shape, tile_budget
-from patchworks._plan import normalize_tile_shape
-from patchworks.io._source import ImageSource
-from patchworks.errors import InvalidParameterError, ParameterTypeError
+from patchworks._engine.overlap import halo_plan
+from patchworks._plan import TilePlan, normalize_tile_shape
+from patchworks.errors import InvalidImageError, InvalidParameterError, ParameterTypeError
+from patchworks.io import Sink, parse_sink
+from patchworks.io._labeled import open_label_store, regular_chunks
+from patchworks.io._source import ImageSource, open_image
+from patchworks.stitch import Stitcher, parse_stitcher
 
-STITCH_MODES = ("touch", "iou")
+#: Where a run's per-tile labels come from: ``fn`` on the image's tiles, the blocks of a
+#: dask array (computed once each), or a user's label store (read where it is).
+InputKind = Literal["image", "blocks", "store"]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one run does, checked. Built by :func:`tile_spec` or :func:`merge_spec`."""
+
+    image: Any  # as given (a path is recorded in the output's metadata and fingerprint)
+    source: ImageSource
+    input: InputKind
+    stitcher: Stitcher
+    connectivity: int  # recorded in the output's metadata
+    dtype: np.dtype
+    sink: Sink | None  # None: the labels are returned, not written
+    compute: bool
+    progress: bool
+    sequential: bool
+    overwrite: bool
+    resume: bool
+    temp_dir: str | None
+    keep_temp: bool
+    retries: int
+    fn: Callable[[np.ndarray], Any] | None = None
+    tile_shape: Any = None  # tile_process: tuple, None or "auto", resolved by the run
+    overlap: Any = 0  # tile_process: int, tuple or "auto", resolved by the run
+    use_gpu: bool = False
+    skip_empty: bool = False
+    empty_threshold: float | None = None
+    plan: TilePlan | None = None  # merge_tile_labels: the user's tiling
+    blocks: Any = None  # merge_tile_labels on a dask array: the array
+
+
+def tile_spec(image: Any, fn: Any, **kw: Any) -> RunSpec:
+    """The :class:`RunSpec` of ``tile_process(image, fn, **kw)`` (every keyword given)."""
+    check_fn(fn)
+    source = open_image(
+        image, channel_axis=kw["channel_axis"], level=kw["level"], channel=kw["channel"]
+    )
+    stitcher = _stitcher(kw["stitch"], kw["connectivity"], kw["iou_threshold"])
+    connectivity = _connectivity(stitcher, kw["connectivity"], source.ndim)
+    dtype = check_dtype(kw["dtype"])
+    threshold = check_empty_threshold(kw["empty_threshold"])
+    tile_shape = kw["tile_shape"]
+    if tile_shape is not None and not isinstance(tile_shape, str):
+        normalize_tile_shape(tile_shape, source.shape)  # fail on bad input before sizing
+    sink = parse_sink(
+        kw["write_to"],
+        source,
+        output_format=kw["output_format"],
+        label_name=kw["label_name"],
+        output_chunks=kw["output_chunks"],
+        output_compressors=kw["output_compressors"],
+        pyramid=kw["pyramid"],
+    )
+    return RunSpec(
+        image=image,
+        source=source,
+        input="image",
+        stitcher=stitcher,
+        connectivity=connectivity,
+        dtype=dtype,
+        sink=sink,
+        fn=fn,
+        tile_shape=tile_shape,
+        overlap=kw["overlap"],
+        use_gpu=bool(kw["use_gpu"]),
+        skip_empty=bool(kw["skip_empty"]),
+        empty_threshold=threshold,
+        **_common(kw),
+    )
+
+
+def merge_spec(labeled: Any, **kw: Any) -> RunSpec:
+    """The :class:`RunSpec` of ``merge_tile_labels(labeled, **kw)`` (every keyword given)."""
+    import dask.array as da
+
+    dtype = check_dtype(kw["dtype"])
+    stitcher = _stitcher(kw["stitch"], kw["connectivity"], kw["iou_threshold"])
+    overlap, tile_shape = kw["overlap"], kw["tile_shape"]
+    if not stitcher.keeps_halo and not (isinstance(overlap, int) and overlap == 0):
+        raise InvalidParameterError(
+            '`overlap` describes blocks that are overlapping tiles, which only stitch="iou" '
+            f"uses; got overlap={overlap!r} with stitch={stitcher.name!r}."
+        )
+    blocks = None
+    if isinstance(labeled, da.Array):
+        blocks = labeled
+        source = open_image(labeled, name="labeled")
+        if tile_shape is not None:
+            raise InvalidParameterError(
+                "`tile_shape` cannot be given with a dask array input: its chunks are the "
+                f"tiles; got tile_shape={tile_shape!r}."
+            )
+        if stitcher.keeps_halo:
+            plan = halo_plan(labeled.chunks, overlap)
+        else:
+            plan = TilePlan(source.shape, regular_chunks(labeled), (0,) * source.ndim)
+    else:
+        if stitcher.keeps_halo:
+            raise InvalidParameterError(
+                f'`stitch="{stitcher.name}"` needs `labeled` as a dask array of overlapping '
+                "tiles (one halo'd tile per block); got labeled of type "
+                f"{type(labeled).__name__}."
+            )
+        source = open_label_store(labeled, kw["input_component"])
+        if tile_shape is None and source.chunks is None:
+            raise InvalidParameterError(
+                "`tile_shape` is needed for a NumPy input (it has no chunks to use as tiles); "
+                "got tile_shape=None."
+            )
+        tiles = normalize_tile_shape(
+            tile_shape if tile_shape is not None else source.chunks, source.shape
+        )
+        plan = TilePlan(source.shape, tiles, (0,) * source.ndim)
+    if source.dtype.kind not in "iu":
+        raise InvalidImageError(f"`labeled` must hold integer labels; got dtype {source.dtype}.")
+    connectivity = _connectivity(stitcher, kw["connectivity"], source.ndim)
+    return RunSpec(
+        image=labeled,
+        source=source,
+        input="blocks" if blocks is not None else "store",
+        stitcher=stitcher,
+        connectivity=connectivity,
+        dtype=dtype,
+        sink=parse_sink(kw["write_to"], source, output_format="zarr"),
+        plan=plan,
+        blocks=blocks,
+        **_common(kw),
+    )
+
+
+def _common(kw: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "compute": bool(kw["compute"]),
+        "progress": bool(kw["progress"]),
+        "sequential": bool(kw["sequential_labels"]),
+        "overwrite": bool(kw["overwrite"]),
+        "resume": kw.get("resume", False),
+        "temp_dir": kw["temp_dir"],
+        "keep_temp": bool(kw["keep_temp"]),
+        "retries": kw["retries"],
+    }
+
+
+def _stitcher(stitch: Any, connectivity: Any, iou_threshold: Any) -> Stitcher:
+    """The stitcher of ``stitch=``; a bad ``connectivity`` is left to :func:`_connectivity`,
+    which knows the image's number of axes for its message."""
+    check_iou_threshold(iou_threshold)
+    valid = (
+        isinstance(connectivity, numbers.Integral)
+        and not isinstance(connectivity, bool)
+        and int(connectivity) >= 1
+    )
+    return parse_stitcher(
+        stitch, connectivity=int(connectivity) if valid else None, iou_threshold=iou_threshold
+    )
+
+
+def _connectivity(stitcher: Stitcher, connectivity: Any, ndim: int) -> int:
+    """The connectivity recorded for the run: the stitcher's own, when it has one."""
+    own = getattr(stitcher, "connectivity", None)
+    return check_connectivity(connectivity if connectivity is not None else own, ndim)
 
 
 def check_fn(fn: Any) -> None:
@@ -57,11 +229,7 @@ def check_connectivity(connectivity: Any, ndim: int) -> int:
     return int(connectivity)
 
 
-def check_stitch(stitch: Any, iou_threshold: Any) -> str:
-    if stitch not in STITCH_MODES:
-        raise InvalidParameterError(
-            f"`stitch` must be one of {', '.join(repr(m) for m in STITCH_MODES)}; got {stitch!r}."
-        )
+def check_iou_threshold(iou_threshold: Any) -> None:
     if (
         isinstance(iou_threshold, bool)
         or not isinstance(iou_threshold, numbers.Real)
@@ -71,7 +239,6 @@ def check_stitch(stitch: Any, iou_threshold: Any) -> str:
         raise InvalidParameterError(
             f"`iou_threshold` must be a number in (0, 1]; got {iou_threshold!r}."
         )
-    return str(stitch)
 
 
 def check_dtype(dtype: Any) -> np.dtype:

@@ -12,11 +12,14 @@ import math
 import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from patchworks.errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 Box = tuple[slice, ...]
 
@@ -125,7 +128,7 @@ class TilePlan:
         for index in range(self.n_tiles):
             yield self.tile(index)
 
-    def boundaries(self, axis: int) -> np.ndarray:
+    def boundaries(self, axis: int) -> NDArray[np.intp]:
         """Start coordinates of every tile along ``axis`` plus the end of the image."""
         starts = np.arange(0, self.shape[axis], self.tile_shape[axis])
         return np.append(starts, self.shape[axis])
@@ -155,7 +158,7 @@ def _as_int_tuple(value: Any, name: str, ndim: int, *, minimum: int) -> tuple[in
     return tuple(int(v) for v in values)
 
 
-def normalize_tile_shape(tile_shape: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+def normalize_tile_shape(tile_shape: object, shape: tuple[int, ...]) -> tuple[int, ...]:
     """Validate an explicit ``tile_shape`` and clip it to the image.
 
     Examples
@@ -176,7 +179,7 @@ def normalize_tile_shape(tile_shape: Any, shape: tuple[int, ...]) -> tuple[int, 
     return tuple(min(t, max(n, 1)) for t, n in zip(sizes, shape, strict=True))
 
 
-def normalize_overlap(overlap: Any, tile_shape: tuple[int, ...]) -> tuple[int, ...]:
+def normalize_overlap(overlap: object, tile_shape: tuple[int, ...]) -> tuple[int, ...]:
     """Validate ``overlap`` and turn it into a per-axis halo.
 
     A scalar adds no halo on axes where the tile is one voxel thick (a ``(1, 2048, 2048)``

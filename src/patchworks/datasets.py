@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import zarr
+    from numpy.typing import DTypeLike, NDArray
 
 BACKGROUND = 100.0
 NOISE = 10.0
@@ -23,7 +27,7 @@ THRESHOLD = 400
 
 def blob_table(
     shape: Sequence[int], *, n_blobs: int, radius: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Seeded blob centres (n, ndim) and radii (n,)."""
     rng = np.random.default_rng(seed)
     centres = rng.uniform(0, 1, size=(n_blobs, len(shape))) * np.asarray(shape)
@@ -33,17 +37,17 @@ def blob_table(
 
 def blobs_region(
     box: tuple[slice, ...],
-    centres: np.ndarray,
-    radii: np.ndarray,
+    centres: NDArray[np.float64],
+    radii: NDArray[np.float64],
     *,
     seed: int,
     chunk_id: int,
-    dtype: Any = "uint16",
-) -> np.ndarray:
+    dtype: DTypeLike = "uint16",
+) -> NDArray[Any]:
     """Render the image inside ``box`` (the blobs that reach it plus seeded noise)."""
     lo = np.array([s.start for s in box])
     hi = np.array([s.stop for s in box])
-    image: np.ndarray = np.full(tuple(hi - lo), BACKGROUND, dtype=np.float32)
+    image: NDArray[np.float32] = np.full(tuple(hi - lo), BACKGROUND, dtype=np.float32)
     reach = 3 * radii[:, None]
     near = np.all((centres + reach > lo) & (centres - reach < hi), axis=1)
     for centre, radius in zip(centres[near], radii[near], strict=True):
@@ -73,8 +77,8 @@ def blobs(
     radius: float = 8.0,
     density: float = 0.3,
     seed: int = 0,
-    dtype: Any = "uint16",
-) -> np.ndarray:
+    dtype: DTypeLike = "uint16",
+) -> NDArray[Any]:
     """A blobs image in memory (small shapes only).
 
     ``density`` is the expected share of the volume covered by blobs.
@@ -107,9 +111,9 @@ def write_blobs_zarr(
     radius: float = 8.0,
     density: float = 0.3,
     seed: int = 0,
-    dtype: Any = "uint16",
+    dtype: DTypeLike = "uint16",
     overwrite: bool = False,
-) -> Any:
+) -> zarr.Array[Any]:
     """Write a blobs image to a zarr array at ``path``, one chunk at a time.
 
     Returns the zarr array. Memory stays at a few chunks whatever the image size.
@@ -158,7 +162,7 @@ def write_blobs_ome_zarr(
     n_levels: int = 3,
     voxel_size: Sequence[float] | None = None,
     overwrite: bool = False,
-) -> Any:
+) -> zarr.Group:
     """Write a blobs image as an OME-Zarr 0.5 image (zarr v3) with a multiscale pyramid.
 
     Level 0 is :func:`write_blobs_zarr`'s image; each further level halves y and x

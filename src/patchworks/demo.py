@@ -11,18 +11,23 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
-def threshold_and_label(tile: np.ndarray) -> np.ndarray:
+
+def threshold_and_label(tile: NDArray[Any]) -> NDArray[np.int32]:
     """The demo's per-tile segmenter: fixed threshold, then 26-connected components."""
     from skimage.measure import label
 
     from patchworks.datasets import THRESHOLD
 
-    return label(tile > THRESHOLD).astype("int32")
+    # skimage.measure.label is unannotated
+    labels: NDArray[np.int32] = label(tile > THRESHOLD).astype("int32")  # type: ignore[no-untyped-call]
+    return labels
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = attrs["patchworks"]
     image = np.asarray(zarr.open_array(image_path)[...])
     reference, n_reference = ndi.label(image > THRESHOLD, structure=np.ones((3,) * image.ndim))
-    merged = labels.compute()
+    merged = labels.compute()  # type: ignore[no-untyped-call]  # dask: unannotated
     pairs = np.unique(np.stack([merged.ravel(), reference.ravel()]), axis=1).shape[1]
     exact = pairs == n_reference + 1 and int(merged.max()) == n_reference
     print(f"image      {image_path}  shape {image.shape}  dtype {image.dtype}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def free_vram_bytes() -> int:
 
 def auto_tile_shape(
     shape: tuple[int, ...],
-    dtype: np.dtype,
+    dtype: np.dtype[Any],
     chunks: tuple[int, ...] | None,
     *,
     budget_bytes: int,

@@ -16,17 +16,36 @@ import os
 import queue
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
-from typing import Any, TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import dask
 
 from patchworks.errors import ClusterConfigurationError, InvalidParameterError, TileFunctionError
 
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from dask.typing import Key
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 J = TypeVar("J")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class _ProgressBar(Protocol):
+    """What a stage calls on its progress bar (a tqdm bar or :class:`_NoBar`)."""
+
+    def update(self, n: int = 1) -> object: ...
+
+
+class _Done(Protocol[T_co]):
+    """A finished future: a ``concurrent.futures`` or a ``distributed`` one."""
+
+    def result(self) -> T_co: ...
+
 
 IN_PROCESS_FIX = (
     "the active dask client runs its workers inside this process (LocalCluster with "
@@ -45,7 +64,7 @@ def active_client() -> Any | None:
     except ImportError:  # pragma: no cover - distributed is a dependency
         return None
     try:
-        return default_client()
+        return default_client()  # type: ignore[no-untyped-call]  # distributed: unannotated
     except ValueError:
         return None
 
@@ -79,22 +98,25 @@ class _NoBar:
         return None
 
 
-def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
+def _progress_bar(total: int, desc: str, enabled: bool) -> AbstractContextManager[_ProgressBar]:
     if not enabled:
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="tile", leave=True)
+    bar: AbstractContextManager[_ProgressBar] = tqdm(
+        total=total, desc=desc, unit="tile", leave=True
+    )
+    return bar
 
 
-def _call(index: int, stage: Callable[[Any, int], Any], job: Any) -> Any:
+def _call(index: int, stage: Callable[[J, int], T], job: J) -> T:
     return stage(job, index)
 
 
 SHARED_TASK_BYTES = 8 << 20
 
 
-def _salvage(finished: Iterable[tuple[Any, int]], collect: Callable[[int, Any], None]) -> None:
+def _salvage(finished: Iterable[tuple[_Done[T], int]], collect: Callable[[int, T], None]) -> None:
     """After a failure, still hand over the tasks that succeeded (resume keeps them)."""
     for future, index in finished:
         try:
@@ -104,11 +126,11 @@ def _salvage(finished: Iterable[tuple[Any, int]], collect: Callable[[int, Any], 
         collect(index, value)
 
 
-def _identity(job: Any) -> Any:
+def _identity(job: J) -> J:
     return job
 
 
-def _pickled_size(job: Any) -> int:
+def _pickled_size(job: object) -> int:
     """Bytes ``job`` takes pickled; array buffers are counted, not copied."""
     import cloudpickle
 
@@ -122,7 +144,7 @@ def _pickled_size(job: Any) -> int:
     return len(head) + sum(buffers)
 
 
-def _share(client: Any, job: Any) -> Any:
+def _share(client: Any, job: object) -> Any:
     """A future for ``job`` on the cluster, shipped once per stage.
 
     A small job becomes a task: if every worker holding it dies, the scheduler simply
@@ -135,7 +157,7 @@ def _share(client: Any, job: Any) -> Any:
     return future
 
 
-def _task_failure(exc: Exception, job: Any, index: int, retries: int) -> Exception:
+def _task_failure(exc: Exception, job: object, index: int, retries: int) -> Exception:
     """Name the tile of a failed task; say that retries were used up."""
     from distributed import KilledWorker
 
@@ -154,7 +176,7 @@ def _task_failure(exc: Exception, job: Any, index: int, retries: int) -> Excepti
     return exc
 
 
-def _check_retries(retries: Any) -> int:
+def _check_retries(retries: object) -> int:
     """``retries`` counts extra attempts of a failed task: a non-negative integer."""
     if isinstance(retries, bool) or not isinstance(retries, numbers.Integral) or retries < 0:
         raise InvalidParameterError(f"`retries` must be a non-negative integer; got {retries!r}.")
@@ -197,10 +219,10 @@ class Executor:
         on_result: Callable[[int, T], None] | None = None,
     ) -> list[T]:
         """``[func(job, i) for i in indices]``, in parallel; results in ``indices`` order."""
-        results: list[Any] = [None] * len(indices)
+        results = cast("list[T]", [None] * len(indices))  # each slot is filled below
         position = {index: k for k, index in enumerate(indices)}
 
-        def collect(index: int, value: Any) -> None:
+        def collect(index: int, value: T) -> None:
             results[position[index]] = value
             if on_result is not None:
                 on_result(index, value)
@@ -219,12 +241,19 @@ class Executor:
     def _window(self) -> int:
         return max(4 * self.n_workers, 32)
 
-    def _map_threads(self, func, job, indices: Iterable[int], collect, bar) -> None:
+    def _map_threads(
+        self,
+        func: Callable[[J, int], T],
+        job: J,
+        indices: Iterable[int],
+        collect: Callable[[int, T], None],
+        bar: _ProgressBar,
+    ) -> None:
         # Finished futures arrive on a queue (one put per task), so the client thread does
         # O(1) work per finished task while holding the GIL, instead of re-arming a wait on
         # every pending future each time one finishes.
-        pending: dict[Any, int] = {}
-        finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        pending: dict[Future[T], int] = {}
+        finished: queue.SimpleQueue[Future[T]] = queue.SimpleQueue()
         todo = iter(indices)
         threads = ThreadPoolExecutor(max_workers=self.n_workers, thread_name_prefix="patchworks")
         with threads as pool:
@@ -251,7 +280,14 @@ class Executor:
                 _salvage([(f, i) for f, i in pending.items() if not f.cancelled()], collect)
                 raise
 
-    def _map_distributed(self, func, job, indices: Sequence[int], collect, bar) -> None:
+    def _map_distributed(
+        self,
+        func: Callable[[J, int], T],
+        job: J,
+        indices: Sequence[int],
+        collect: Callable[[int, T], None],
+        bar: _ProgressBar,
+    ) -> None:
         from distributed import as_completed
 
         client = self.client
@@ -265,14 +301,15 @@ class Executor:
             batch = [i for _, i in zip(range(count), todo, strict=False)]
             if not batch:
                 return []
-            futures = client.map(
+            futures: list[Any] = client.map(
                 _call, batch, stage=func, job=job_future, pure=False, retries=self.retries
             )
             index_of.update((f.key, i) for f, i in zip(futures, batch, strict=True))
             live.update((f.key, f) for f in futures)
             return futures
 
-        queue = as_completed(submit(self._window()))
+        # distributed is unannotated: its as_completed iterator is typed Any here.
+        queue: Any = as_completed(submit(self._window()))  # type: ignore[no-untyped-call]
         try:
             for future in queue:
                 index = index_of.pop(future.key)
@@ -304,22 +341,29 @@ class Executor:
 
                 futures = self.client.compute(list(tasks), retries=self.retries)
                 try:
-                    for future in as_completed(futures):
+                    # distributed is unannotated
+                    for future in as_completed(futures):  # type: ignore[no-untyped-call]
                         future.result()
                         bar.update()
                 except BaseException:
                     self.client.cancel(futures)
                     raise
                 return [future.result() for future in futures]
+            from dask.base import compute
             from dask.callbacks import Callback
 
             wanted = {task.key for task in tasks}
 
             class _Tick(Callback):
-                def _posttask(self, key, result, dsk, state, worker_id):
+                def _posttask(
+                    self, key: Key, result: object, dsk: object, state: object, worker_id: object
+                ) -> None:
                     if key in wanted:
                         bar.update()
 
             scheduler = "sync" if _serial_requested() else "threads"
-            with _Tick():
-                return list(dask.compute(*tasks, scheduler=scheduler, num_workers=self.n_workers))
+            with _Tick():  # type: ignore[no-untyped-call]  # dask's Callback: unannotated
+                results = compute(  # type: ignore[no-untyped-call]  # dask: unannotated
+                    *tasks, scheduler=scheduler, num_workers=self.n_workers
+                )
+                return list(results)

@@ -19,17 +19,23 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
-from patchworks._store.facestore import SLAB_DTYPE, FaceIndex, FaceReader, FaceStore
 from patchworks._plan import TilePlan
+from patchworks._store.facestore import SLAB_DTYPE, FaceIndex, FaceReader, FaceStore
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
 
 TAG_SHIFT = 32
 EMPTY_PAIRS = np.empty((0, 2), dtype=np.int64)
 #: Voxels of one side of a boundary plane that one task assembles (1 MiB of uint32; with
 #: its masks, indices and pairs a task stays under about 20 MiB whatever the image size).
 BLOCK_VOXELS = 1 << 18
+
+_Int = TypeVar("_Int", bound=np.integer[Any])
 
 
 @dataclass(frozen=True)
@@ -76,12 +82,14 @@ def cross_offsets(ndim: int, axis: int, connectivity: int) -> list[tuple[int, ..
     ]
 
 
-def tag(tile_index: np.ndarray | int, local: np.ndarray) -> np.ndarray:
+def tag(
+    tile_index: NDArray[np.integer[Any]] | int, local: NDArray[np.integer[Any]]
+) -> NDArray[np.int64]:
     return (np.asarray(tile_index, dtype=np.int64) << TAG_SHIFT) | local.astype(np.int64)
 
 
 def plan_face_tasks(
-    plan: TilePlan, counts: np.ndarray, connectivity: int, *, block_voxels: int | None = None
+    plan: TilePlan, counts: ArrayLike, connectivity: int, *, block_voxels: int | None = None
 ) -> tuple[FaceTask, ...]:
     """The face tasks of a run: every block of every boundary plane where both sides can
     hold labels (``counts`` per tile).
@@ -139,9 +147,9 @@ def _assemble(
     reader: FaceReader,
     axis: int,
     row: int,
-    side: str,
+    side: Literal["lo", "hi"],
     box: list[tuple[int, int]],
-) -> np.ndarray | None:
+) -> NDArray[np.uint32] | None:
     """The ``side`` slabs of the tiles in grid ``row`` along ``axis``, over the voxel
     ``box`` of the other axes, as one array (length 1 along ``axis``); None if empty."""
     plan = job.plan
@@ -176,7 +184,7 @@ def _assemble(
     return out if found else None
 
 
-def plane_pairs(job: FaceJob, task_index: int) -> np.ndarray:
+def plane_pairs(job: FaceJob, task_index: int) -> NDArray[np.int64]:
     """Distinct tagged label pairs that touch across one face task's block of a plane."""
     plan = job.plan
     task = job.tasks[task_index]
@@ -231,9 +239,9 @@ def plane_pairs(job: FaceJob, task_index: int) -> np.ndarray:
 
 
 def _drop_repeats(
-    touching: np.ndarray,
-    up: np.ndarray,
-    down: np.ndarray,
+    touching: NDArray[np.bool_],
+    up: NDArray[np.integer[Any]],
+    down: NDArray[np.integer[Any]],
     along: int,
     tile: int,
     start: int,
@@ -268,7 +276,7 @@ def _drop_repeats(
     touching[head] &= ~repeat
 
 
-def unique_rows(pairs: np.ndarray) -> np.ndarray:
+def unique_rows(pairs: NDArray[_Int]) -> NDArray[_Int]:
     """Distinct rows of an (n, 2) integer array, sorted (faster than ``np.unique(axis=0)``).
 
     Examples
@@ -280,6 +288,6 @@ def unique_rows(pairs: np.ndarray) -> np.ndarray:
         return pairs
     order = np.lexsort((pairs[:, 1], pairs[:, 0]))
     pairs = pairs[order]
-    keep = np.ones(len(pairs), dtype=bool)
+    keep = np.ones(len(pairs), dtype=np.bool_)
     keep[1:] = (pairs[1:] != pairs[:-1]).any(axis=1)
     return pairs[keep]

@@ -17,6 +17,7 @@ touch a face, not with the number of objects or voxels:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -24,6 +25,9 @@ from scipy.sparse.csgraph import connected_components
 
 from patchworks._engine.faces import TAG_SHIFT
 from patchworks.errors import LabelOverflowError
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
 
 _LOCAL_MASK = (1 << TAG_SHIFT) - 1
 
@@ -59,10 +63,10 @@ class LabelMap:
     (2, [0, 1, 2], [0, 2])
     """
 
-    offsets: np.ndarray
-    boundary_ids: np.ndarray
-    boundary_final: np.ndarray
-    merged_away: np.ndarray
+    offsets: NDArray[np.int64]
+    boundary_ids: NDArray[np.int64]
+    boundary_final: NDArray[np.int64]
+    merged_away: NDArray[np.int64]
     sequential: bool
     n_labels: int
     max_label: int
@@ -71,7 +75,9 @@ class LabelMap:
         """Number of local labels of one tile."""
         return int(self.offsets[tile_index + 1] - self.offsets[tile_index])
 
-    def lut(self, tile_index: int, n_local: int, dtype: np.dtype | str = "int64") -> np.ndarray:
+    def lut(
+        self, tile_index: int, n_local: int, dtype: np.dtype[Any] | str = "int64"
+    ) -> NDArray[np.integer[Any]]:
         """Lookup table ``local label -> final label`` for one tile (index 0 maps to 0)."""
         start = int(self.offsets[tile_index])
         provisional = np.arange(start, start + n_local + 1, dtype=np.int64)
@@ -83,17 +89,18 @@ class LabelMap:
         return final.astype(dtype, copy=False)
 
 
-def provisional_ids(tagged: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def provisional_ids(tagged: NDArray[np.int64], offsets: NDArray[np.int64]) -> NDArray[np.int64]:
     """Turn tagged ``tile << 32 | local`` labels into provisional IDs."""
-    return offsets[tagged >> TAG_SHIFT] + (tagged & _LOCAL_MASK)
+    ids: NDArray[np.int64] = offsets[tagged >> TAG_SHIFT] + (tagged & _LOCAL_MASK)
+    return ids
 
 
 def build_label_map(
-    counts: np.ndarray,
-    pairs: np.ndarray,
+    counts: ArrayLike,
+    pairs: NDArray[np.integer[Any]],
     *,
     sequential: bool,
-    dtype: np.dtype | str = "int64",
+    dtype: np.dtype[Any] | str = "int64",
 ) -> LabelMap:
     """Join touching labels and build the map (raises if labels overflow ``dtype``).
 
@@ -142,15 +149,15 @@ def build_label_map(
 
 
 def _final_of_survivors(
-    provisional: np.ndarray, merged_away: np.ndarray, sequential: bool
-) -> np.ndarray:
+    provisional: NDArray[np.int64], merged_away: NDArray[np.int64], sequential: bool
+) -> NDArray[np.int64]:
     """Final label of provisional IDs that survive (are roots or never merged)."""
     if not sequential:
         return provisional
     return provisional - np.searchsorted(merged_away, provisional)
 
 
-def _largest_survivor(total: int, merged_away: np.ndarray) -> int:
+def _largest_survivor(total: int, merged_away: NDArray[np.int64]) -> int:
     """Largest ID in ``1..total`` not in the sorted ``merged_away``."""
     tail = merged_away[::-1] == total - np.arange(merged_away.size)
     run = merged_away.size if tail.all() else int(np.argmin(tail))

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from patchworks._plan import TilePlan, normalize_overlap
-from patchworks.io._source import ImageSource, open_image
 from patchworks.errors import InvalidParameterError
+from patchworks.io._source import ImageSource, open_image
 
 SAMPLE_VOXELS = 1 << 21
 
@@ -107,13 +107,11 @@ def suggest_overlap(
     )
 
 
-def resolve_overlap(
-    overlap: Any, source: ImageSource, fn: Any, tiles: tuple[int, ...], *, stitch: str = "touch"
-) -> Any:
+def resolve_overlap(overlap: Any, source: ImageSource, fn: Any, tiles: tuple[int, ...]) -> Any:
     """``overlap="auto"`` → :func:`suggest_overlap` on a central tile; else unchanged.
 
-    ``stitch="iou"`` needs a halo on some axis: with none, neighbouring tiles share no
-    voxel whose predictions could agree.
+    Whether the stitch mode can work with the resulting halo is its own check
+    (:meth:`patchworks.stitch.Stitcher.check_halo`).
     """
     if isinstance(overlap, str):
         if overlap != "auto":
@@ -121,27 +119,17 @@ def resolve_overlap(
                 f'`overlap` must be an integer, a tuple of integers or "auto"; got {overlap!r}.'
             )
         overlap = suggest_overlap(source, fn, sample_shape=tiles)
-    if stitch == "iou":
-        check_iou_halo(normalize_overlap(overlap, tiles), overlap, tiles, source.shape)
     return overlap
 
 
 def check_iou_halo(halo: tuple[int, ...], overlap: Any, tiles: Any, shape: Any) -> None:
-    """Raise unless some axis that is split into several tiles has a halo."""
+    """Raise unless some axis that is split into several tiles has a halo: with none,
+    neighbouring tiles share no voxel whose predictions could agree."""
     split = [t < n for t, n in zip(tiles, shape, strict=True)]
     if any(split) and not any(h > 0 for h in halo):
         raise InvalidParameterError(
             '`stitch="iou"` needs `overlap` > 0 (about one object diameter) so that '
             f"neighbouring tiles predict a shared zone; got overlap={overlap!r}."
-        )
-
-
-def check_merge_overlap(stitch: str, overlap: Any) -> None:
-    """``merge_tile_labels``: ``overlap`` describes overlapping tiles, used only by "iou"."""
-    if stitch != "iou" and not (isinstance(overlap, int) and overlap == 0):
-        raise InvalidParameterError(
-            '`overlap` describes blocks that are overlapping tiles, which only stitch="iou" '
-            f"uses; got overlap={overlap!r} with stitch={stitch!r}."
         )
 
 

@@ -9,18 +9,21 @@ patchworks creates — zarr v3 on a local directory, default chunk keys, little-
 then zstd, fill value 0 — :class:`ChunkIO` reads and writes the chunk files directly with
 the same encoding, so the result is an ordinary zarr array that any zarr reader opens.
 Arrays in any other layout (a user's store, another codec) fall back to zarr itself.
+Reading, writing and removing the chunk files is :mod:`patchworks._store.chunkfiles`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
+
+from patchworks._store.chunkfiles import drop_if_empty, read_file, remove_chunk, write_file
 
 #: Start of a chunk file holding staged local labels (:meth:`ChunkIO.write_local`); a zstd
 #: frame (the plain encoding) starts with 28 b5 2f fd instead.
@@ -32,8 +35,12 @@ REUSABLE_BYTES = 64 << 20
 
 _buffers = threading.local()
 
+#: Local labels or run lengths; the labels and lengths of runs (:meth:`ChunkIO.read_runs`).
+Labels: TypeAlias = NDArray[np.integer[Any]]
+Runs: TypeAlias = tuple[NDArray[np.unsignedinteger[Any]], NDArray[np.unsignedinteger[Any]]]
 
-def reusable(purpose: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+
+def reusable(purpose: str, shape: tuple[int, ...], dtype: DTypeLike) -> NDArray[Any]:
     """An uninitialised array that this thread reuses for ``purpose`` from call to call.
 
     A fresh tile-sized array costs a page fault per 4 KiB the first time it is written
@@ -46,7 +53,7 @@ def reusable(purpose: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if nbytes > REUSABLE_BYTES:
         return np.empty(shape, dtype=dtype)
-    cache = getattr(_buffers, "cache", None)
+    cache: dict[str, NDArray[np.uint8]] | None = getattr(_buffers, "cache", None)
     if cache is None:
         cache = _buffers.cache = {}
     buffer = cache.get(purpose)
@@ -141,14 +148,16 @@ class ChunkIO:
             min(c, n - i * c) for i, c, n in zip(coords, self.chunks, self.shape, strict=True)
         )
 
-    def write(self, coords: tuple[int, ...], block: np.ndarray, *, nonzero: bool = False) -> None:
+    def write(
+        self, coords: tuple[int, ...], block: NDArray[np.number[Any]], *, nonzero: bool = False
+    ) -> None:
         """Write the chunk at grid ``coords`` (edge chunks may be smaller than ``chunks``).
 
         An all-zero block removes the chunk file instead (zarr reads it as fill value 0);
         ``nonzero`` says the caller knows the block is not, which saves looking.
         """
         path = self._path(coords)
-        if not nonzero and _drop_if_empty(path, block):
+        if not nonzero and drop_if_empty(path, block):
             return
         full = np.ascontiguousarray(block, dtype=self.dtype)
         if full.shape != self.chunks:
@@ -157,9 +166,9 @@ class ChunkIO:
             full = padded
         codec = self._codec()
         data = codec.encode(full) if codec is not None else full.tobytes()
-        _write_file(path, data)
+        write_file(path, data)
 
-    def write_local(self, coords: tuple[int, ...], local: np.ndarray, top: int) -> None:
+    def write_local(self, coords: tuple[int, ...], local: Labels, top: int) -> None:
         """Stage a tile's local labels at grid ``coords`` in the compact private encoding.
 
         Local labels are ``0..n`` with ``n`` usually small, so they are stored as the
@@ -173,7 +182,7 @@ class ChunkIO:
             self.write(coords, local, nonzero=top > 0)
             return
         path = self._path(coords)
-        if top == 0 and _drop_if_empty(path, local):
+        if top == 0 and drop_if_empty(path, local):
             return
         dtype = np.min_scalar_type(top).newbyteorder("<")
         narrow = local
@@ -181,10 +190,10 @@ class ChunkIO:
             narrow = reusable("write_local", local.shape, dtype)
             np.copyto(narrow, local, casting="unsafe")
         data = self._codec().encode(narrow)
-        _write_file(path, LOCAL_MAGIC + bytes([dtype.itemsize]) + bytes(data))
+        write_file(path, LOCAL_MAGIC + bytes([dtype.itemsize]) + bytes(data))
 
     def write_runs(
-        self, coords: tuple[int, ...], lengths: np.ndarray, values: np.ndarray, top: int
+        self, coords: tuple[int, ...], lengths: Labels, values: Labels, top: int
     ) -> None:
         """Stage a tile's local labels at grid ``coords`` as runs of the C-order flattened
         tile: ``lengths[i]`` voxels of local label ``values[i]`` (largest ``top``).
@@ -209,7 +218,7 @@ class ChunkIO:
             return
         path = self._path(coords)
         if top == 0:
-            _remove_chunk(path)
+            remove_chunk(path)
             return
         # Run lengths in the narrowest type that holds them, byte-shuffled (all low bytes,
         # then all next bytes, ...): the high bytes are mostly zero, which zstd compresses
@@ -224,9 +233,9 @@ class ChunkIO:
             np.right_shift(lengths, 8 * byte, out=plane, casting="unsafe")
         payload[n * width :].view(value_type)[:] = values
         header = RUNS_MAGIC + bytes([value_type.itemsize, width]) + n.to_bytes(8, "little")
-        _write_file(path, header + bytes(self._codec().encode(payload)))
+        write_file(path, header + bytes(self._codec().encode(payload)))
 
-    def read_runs(self, coords: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    def read_runs(self, coords: tuple[int, ...]) -> Runs | None:
         """The local label and length of every run staged by :meth:`write_runs` at
         ``coords`` (``np.repeat(values, lengths)`` is the flattened tile), or None when the
         chunk holds another encoding (or none)."""
@@ -235,7 +244,7 @@ class ChunkIO:
             return None
         return _decode_runs(data, self._codec())
 
-    def read_local(self, coords: tuple[int, ...], *, reuse: bool = False) -> np.ndarray:
+    def read_local(self, coords: tuple[int, ...], *, reuse: bool = False) -> Labels:
         """Local labels staged by :meth:`write_local` or :meth:`write_runs` (or a plain
         chunk) at ``coords``; ``reuse`` as in :meth:`read`."""
         data = self._load(coords)
@@ -249,7 +258,7 @@ class ChunkIO:
         self._codec().decode(memoryview(data)[len(LOCAL_MAGIC) + 1 :], out=out)
         return out
 
-    def read(self, coords: tuple[int, ...], *, reuse: bool = False) -> np.ndarray:
+    def read(self, coords: tuple[int, ...], *, reuse: bool = False) -> NDArray[Any]:
         """A writable copy of the chunk at grid ``coords``, cropped at the image edge.
 
         With ``reuse``, the chunk is decoded into this thread's :func:`reusable` buffer,
@@ -264,13 +273,9 @@ class ChunkIO:
 
     def _load(self, coords: tuple[int, ...]) -> bytes | None:
         """The bytes of the chunk file at ``coords``; None when it was never written."""
-        try:
-            with open(self._path(coords), "rb") as file:
-                return file.read()
-        except FileNotFoundError:
-            return None
+        return read_file(self._path(coords))
 
-    def read_box(self, box: tuple[slice, ...], *, reuse: bool = False) -> np.ndarray:
+    def read_box(self, box: tuple[slice, ...], *, reuse: bool = False) -> NDArray[Any]:
         """The voxels in ``box`` (inside the array), assembled from whole chunk files;
         ``reuse`` as in :meth:`read`.
 
@@ -302,7 +307,7 @@ class ChunkIO:
             out[tuple(dst)] = chunk[tuple(src)]
         return out
 
-    def _decode(self, data: bytes, coords: tuple[int, ...], *, reuse: bool = False) -> np.ndarray:
+    def _decode(self, data: bytes, coords: tuple[int, ...], *, reuse: bool = False) -> NDArray[Any]:
         out = _target(reuse, "read", self.chunks, self.dtype)
         codec = self._codec()
         if codec is not None:
@@ -312,7 +317,7 @@ class ChunkIO:
         return out[tuple(slice(0, n) for n in self._box(coords))]
 
 
-def _decode_runs(data: bytes, codec: Any) -> tuple[np.ndarray, np.ndarray]:
+def _decode_runs(data: bytes, codec: Any) -> Runs:
     """Values and run lengths of a :meth:`ChunkIO.write_runs` chunk, ready for
     ``np.repeat``."""
     start = len(RUNS_MAGIC)
@@ -326,47 +331,9 @@ def _decode_runs(data: bytes, codec: Any) -> tuple[np.ndarray, np.ndarray]:
     return values, lengths
 
 
-def _target(reuse: bool, purpose: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+def _target(reuse: bool, purpose: str, shape: tuple[int, ...], dtype: DTypeLike) -> NDArray[Any]:
     """Where a read decodes to: this thread's :func:`reusable` buffer, or a fresh array."""
     return reusable(purpose, shape, dtype) if reuse else np.empty(shape, dtype=dtype)
-
-
-def _drop_if_empty(path: str, block: np.ndarray) -> bool:
-    """Remove the chunk file at ``path`` if ``block`` is all zeros (zarr reads a missing
-    chunk as fill value 0); whether it was."""
-    if block.any():
-        return False
-    _remove_chunk(path)
-    return True
-
-
-def _remove_chunk(path: str) -> None:
-    """Remove the chunk file at ``path``, if any: zarr reads a missing chunk as fill
-    value 0."""
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(path)
-
-
-def _write_file(path: str, data: bytes) -> None:
-    """Write ``data`` as the whole content of ``path``.
-
-    An existing chunk (the relabel stage rewriting a tile in place) is overwritten and then
-    cut to length instead of being truncated first: truncating frees the file's blocks
-    and allocates them again, which costs a few milliseconds per chunk on filesystems
-    mounted with ``discard``, while rewriting them in place costs microseconds.
-    """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)  # no O_TRUNC: see above
-    except FileNotFoundError:  # the chunk's folder does not exist yet
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.ftruncate(fd, len(data))
-    finally:
-        os.close(fd)
 
 
 def chunk_io(array: Any) -> ChunkIO | None:
@@ -390,7 +357,7 @@ def read_tile(
     core: tuple[slice, ...],
     *,
     reuse: bool = False,
-) -> np.ndarray:
+) -> NDArray[Any]:
     """The block of ``array`` under the tile at grid ``position`` (core box ``core``);
     ``reuse`` as in :meth:`ChunkIO.read`."""
     return io.read(position, reuse=reuse) if io is not None else np.asarray(array[core])
@@ -401,7 +368,7 @@ def write_tile(
     io: ChunkIO | None,
     position: tuple[int, ...],
     core: tuple[slice, ...],
-    block: np.ndarray,
+    block: NDArray[np.number[Any]],
     *,
     nonzero: bool = False,
 ) -> None:

@@ -34,16 +34,23 @@ import os
 import struct
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 from numcodecs import lz4
 
 from patchworks._fs import fsync_dir
 
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
 SLAB_DTYPE = np.dtype("<u4")  # what the face stage assembles slabs into
 IDS_DTYPE = np.dtype("<u8")
 _LO, _HI = 0, 1
+
+_Label = TypeVar("_Label", bound=np.generic)
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,7 @@ class FaceRef:
     ids_size: int = 0
 
 
-def face_planes(labels: np.ndarray) -> list[np.ndarray]:
+def face_planes(labels: NDArray[_Label]) -> list[NDArray[_Label]]:
     """The ``lo`` and ``hi`` planes of ``labels`` along every axis, in that order (views).
 
     Examples
@@ -136,9 +143,9 @@ class FaceStore:
     def append(
         self,
         core_shape: tuple[int, ...],
-        planes: list[np.ndarray],
+        planes: Sequence[NDArray[np.integer[Any]]],
         top: int,
-        ids: np.ndarray | None = None,
+        ids: NDArray[np.integer[Any]] | None = None,
     ) -> FaceRef:
         """Store the :func:`face_planes` of a tile with core ``core_shape`` (in local
         labels ``0..top``), and optionally ``ids`` (the user's label of each local label
@@ -182,10 +189,10 @@ class FaceIndex:
     """
 
     segments: tuple[str, ...]
-    segment: np.ndarray
-    starts: np.ndarray
-    sizes: np.ndarray
-    ids_sizes: np.ndarray
+    segment: NDArray[np.int32]
+    starts: NDArray[np.int64]
+    sizes: NDArray[np.int64]
+    ids_sizes: NDArray[np.int64]
 
     @classmethod
     def of(cls, refs: list[FaceRef | None]) -> FaceIndex:
@@ -211,7 +218,7 @@ class _Slabs:
         self.counts = [math.prod(self.shape) // n for n in self.shape]  # voxels per slab
         self.header = 8 * (ndim + 2)
 
-    def slab(self, axis: int, side: int) -> np.ndarray:
+    def slab(self, axis: int, side: int) -> NDArray[np.unsignedinteger[Any]]:
         before = 2 * sum(self.counts[:axis]) + side * self.counts[axis]
         slab = np.frombuffer(
             self.raw, f"<u{self.itemsize}", self.counts[axis], self.header + self.itemsize * before
@@ -235,13 +242,15 @@ class FaceReader:
             os.close(fd)
         self._fds.clear()
 
-    def slab(self, tile: int, axis: int, side: str) -> np.ndarray | None:
+    def slab(
+        self, tile: int, axis: int, side: Literal["lo", "hi"]
+    ) -> NDArray[np.unsignedinteger[Any]] | None:
         """The ``side`` ("lo" or "hi") slab of ``axis`` of ``tile`` (length 1 along
         ``axis``), or None when the tile holds no labels."""
         raw = self._read(tile, 0, int(self.index.sizes[tile]))
         return None if raw is None else _Slabs(raw).slab(axis, _LO if side == "lo" else _HI)
 
-    def ids(self, tile: int) -> np.ndarray | None:
+    def ids(self, tile: int) -> NDArray[np.uint64] | None:
         """The label IDs stored with ``tile``'s slabs, or None."""
         size = int(self.index.ids_sizes[tile])
         raw = self._read(tile, int(self.index.sizes[tile]), size) if size else None
@@ -259,4 +268,5 @@ class FaceReader:
         data = os.pread(fd, size, int(self.index.starts[tile]) + skip)
         if len(data) != size:
             raise OSError(f"face data of tile {tile} is truncated in {self.store.root!r}")
-        return lz4.decompress(data)
+        frame: bytes = lz4.decompress(data)
+        return frame

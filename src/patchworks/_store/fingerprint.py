@@ -30,14 +30,18 @@ import logging
 import math
 import os
 import types
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from patchworks._plan import TilePlan
-from patchworks.io._source import ImageSource
 from patchworks._version import __version__
 from patchworks.errors import ImageReadError
+from patchworks.io._source import ImageSource
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 logger = logging.getLogger(__name__)
 
@@ -47,15 +51,16 @@ FULL_HASH_BYTES = 1 << 30
 #: the layout changes, so a state written by another layout is never reused; 2: face slabs
 #: in per-thread segment files and compact staged labels; 3: one frame per tile in those
 #: files, local labels in increasing order of label; 4: those frames in LZ4 instead of zlib;
-#: 5: staged local labels as runs when the runs are long.
-STATE_FORMAT = 5
+#: 5: staged local labels as runs when the runs are long; 6: the layered package (the
+#: pickled staging handles and tile summaries name the new module paths).
+STATE_FORMAT = 6
 
 
 def _digest(data: bytes | memoryview) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def _hash_array(array: np.ndarray) -> str:
+def _hash_array(array: NDArray[Any]) -> str:
     array = np.ascontiguousarray(array)
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{array.dtype.str}{array.shape}".encode())
@@ -148,10 +153,10 @@ class _FnHasher:
         self.home = home  # the module fn was defined in: its functions are followed
         self.seen: set[int] = set()
 
-    def add(self, text: Any) -> None:
+    def add(self, text: object) -> None:
         self.hash.update(repr(text).encode())
 
-    def value(self, value: Any, depth: int = 0) -> None:
+    def value(self, value: object, depth: int = 0) -> None:
         """Hash plain data and the user's own code; skip None and mutable objects."""
         if value is None:
             return  # often a slot filled later (a lazily loaded model)
@@ -181,23 +186,23 @@ class _FnHasher:
             self.items(getattr(value, "__dict__", {}), depth + 1)
         # anything else (lists, dicts, caches, models) may change while the run goes on
 
-    def items(self, mapping: dict[str, Any], depth: int) -> None:
+    def items(self, mapping: Mapping[str, object], depth: int) -> None:
         for key in sorted(mapping, key=repr)[:1000]:
             self.add(key)
             self.value(mapping[key], depth)
 
-    def _own(self, obj: Any) -> bool:
+    def _own(self, obj: object) -> bool:
         module = getattr(obj, "__module__", None)
         return module is not None and (module == self.home or module == "__main__")
 
-    def callable(self, obj: Any, depth: int) -> None:
+    def callable(self, obj: types.FunctionType | types.MethodType | type, depth: int) -> None:
         self.add((getattr(obj, "__module__", "?"), getattr(obj, "__qualname__", "?")))
         if id(obj) in self.seen or not self._own(obj):
             return  # library code: its name is its identity
         self.seen.add(id(obj))
         if isinstance(obj, types.MethodType):
             self.value(obj.__self__, depth + 1)
-            obj = obj.__func__
+            obj = cast(types.FunctionType, obj.__func__)  # a method of the user's class
         if isinstance(obj, type):
             for key, member in sorted(vars(obj).items()):
                 if isinstance(member, types.FunctionType):
@@ -231,7 +236,7 @@ class _FnHasher:
                 self.value(globals_[name], depth + 1)
 
 
-def fn_identity(fn: Any) -> dict[str, Any]:
+def fn_identity(fn: object) -> dict[str, Any]:
     """Identity of ``fn``: its qualified name and a hash of what it computes with.
 
     Examples
@@ -253,10 +258,10 @@ def fn_identity(fn: Any) -> dict[str, Any]:
 def run_fingerprint(
     image: Any,
     source: ImageSource,
-    fn: Any,
+    fn: object,
     plan: TilePlan,
     *,
-    labels_dtype: np.dtype,
+    labels_dtype: np.dtype[Any],
     skip_empty: bool,
     empty_threshold: float | None,
     stitch: str,
@@ -290,7 +295,8 @@ def run_fingerprint(
         **(extra or {}),
     }
     # Round-trip through JSON so a fingerprint read back from disk compares equal.
-    return json.loads(json.dumps(fingerprint, sort_keys=True))
+    restored: dict[str, Any] = json.loads(json.dumps(fingerprint, sort_keys=True))
+    return restored
 
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -1,10 +1,5 @@
-"""The run directory of an output: one writer at a time, temporary data, resume state.
-
-Every run that writes ``write_to`` owns the private directory
-``.<name>.patchworks-run/`` next to it, locked with ``fcntl.flock`` for the whole run, so a
-second run on the same output refuses at once (:class:`~patchworks.errors.OutputLockedError`)
-while runs on other outputs in the same folder never meet. The lock dies with its process,
-so a killed run never blocks the next one.
+"""What one run owns on disk: its locked run directory (:mod:`patchworks._store.rundir`),
+temporary data, and the resume state.
 
 With ``resume=True`` the run directory holds the resume state in ``state/``:
 
@@ -24,7 +19,6 @@ until it is resumed or ``overwrite=True`` is given.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -32,35 +26,27 @@ import pickle
 from collections.abc import Callable
 from typing import Any
 
-from patchworks._fs import atomic_write_bytes, fsync_dir
-from patchworks.io._zarr_sink import open_result
-from patchworks._fs import remove_tree
+from patchworks._fs import atomic_write_bytes, fsync_dir, remove_tree
+from patchworks._store.rundir import lock_run_dir, run_dir_for
 from patchworks._store.staging import Staging, create_staging, scratch_dir
-from patchworks._store.tilelog import DurableTiles, TileLog, read_tile_log, run_durably, staged_arrays
+from patchworks._store.tilelog import (
+    DurableTiles,
+    TileLog,
+    read_tile_log,
+    run_durably,
+    staged_arrays,
+)
 from patchworks.errors import (
     IncompleteOutputError,
     InvalidParameterError,
     OutputExistsError,
-    OutputLockedError,
     ResumeMismatchError,
 )
+from patchworks.io._zarr_sink import open_result
 
 logger = logging.getLogger(__name__)
 
-RUN_SUFFIX = ".patchworks-run"
 MANIFEST, STAGING, LOG = "manifest.json", "staging.pkl", "tiles.log"
-
-
-def run_dir_for(write_to: str) -> str:
-    """The private run directory of ``write_to``.
-
-    Examples
-    --------
-    >>> run_dir_for("/data/labels.zarr")
-    '/data/.labels.zarr.patchworks-run'
-    """
-    path = os.path.abspath(write_to)
-    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}{RUN_SUFFIX}")
 
 
 def check_resume(resume: Any, write_to: str | None) -> bool:
@@ -72,37 +58,6 @@ def check_resume(resume: Any, write_to: str | None) -> bool:
             "got write_to=None."
         )
     return resume
-
-
-def _lock(run_dir: str) -> int | None:
-    """Create and lock ``run_dir``; the descriptor holds the lock (None: no locking)."""
-    import fcntl
-
-    for _ in range(100):
-        os.makedirs(run_dir, exist_ok=True)
-        fd = os.open(run_dir, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise OutputLockedError(
-                f"another patchworks run is writing the same `write_to` right now (it holds "
-                f"the lock on {run_dir!r}); wait for it to finish or choose another path."
-            ) from None
-        except OSError as exc:
-            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-                os.close(fd)
-                raise
-            logger.warning("cannot lock %s (%s); concurrent runs are not detected", run_dir, exc)
-            os.close(fd)
-            return None
-        try:  # the directory may have been removed by the run that held it before us
-            if os.stat(run_dir).st_ino == os.fstat(fd).st_ino:
-                return fd
-        except FileNotFoundError:
-            pass
-        os.close(fd)
-    raise OutputLockedError(f"could not lock {run_dir!r}: it keeps disappearing.")
 
 
 def _read_json(path: str) -> dict[str, Any] | None:
@@ -144,7 +99,7 @@ class OutputRun:
         self._fingerprint: dict[str, Any] | None = None
         self._fd: int | None = None
         if self.run_dir is not None:
-            self._fd = _lock(self.run_dir)
+            self._fd = lock_run_dir(self.run_dir)
             try:
                 self._check_leftovers()
             except BaseException:
@@ -361,62 +316,3 @@ class OutputRun:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-def output_status(write_to: Any) -> str:
-    """Where the output ``write_to`` of :func:`~patchworks.tile_process` stands.
-
-    Returns
-    -------
-    status : str
-        ``"complete"``: ``write_to`` holds a finished result (patchworks moves an output
-        into place only after its last write). ``"running"``: a run is writing it now.
-        ``"interrupted"``: a run stopped before the end; with ``resume=True`` the same
-        call finishes it. ``"incomplete"``: something is at ``write_to`` that patchworks
-        did not mark complete. ``"missing"``: nothing is there.
-
-    Examples
-    --------
-    >>> import numpy as np, os, tempfile
-    >>> out = os.path.join(tempfile.mkdtemp(), "labels.zarr")
-    >>> output_status(out)
-    'missing'
-    >>> from patchworks import tile_process
-    >>> _ = tile_process(np.eye(4, dtype="uint8"), lambda t: t.astype("int32"),
-    ...                  tile_shape=(2, 2), write_to=out)
-    >>> output_status(out)
-    'complete'
-    >>> import shutil; shutil.rmtree(os.path.dirname(out))
-    """
-    import fcntl
-
-    from patchworks.io._zarr_sink import is_complete
-
-    path = os.fspath(write_to)
-    run_dir = run_dir_for(path)
-    if os.path.isdir(run_dir):
-        fd = os.open(run_dir, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return "running"
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-        if not os.path.exists(path):
-            return "interrupted"
-    if not os.path.exists(path):
-        return "missing"
-    try:
-        import zarr
-
-        node = zarr.open(path, mode="r")
-    except Exception:
-        return "incomplete"
-    attrs: dict[str, Any] = dict(node.attrs)
-    if is_complete(node) or (
-        not isinstance(node, zarr.Array) and "multiscales" in attrs.get("ome", attrs)
-    ):
-        return "complete"
-    return "incomplete"

@@ -17,15 +17,16 @@ import os
 import tempfile
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from patchworks._store.chunkio import ChunkIO, tile_io, write_tile
-from patchworks.io._zarr import create_label_array
-from patchworks._store.facestore import FaceStore
 from patchworks._plan import TilePlan
+from patchworks._store.chunkio import ChunkIO, tile_io, write_tile
+from patchworks._store.facestore import FaceStore
 from patchworks.errors import InvalidParameterError
+from patchworks.io._zarr import create_label_array
+
 
 @dataclass(frozen=True)
 class Staging:

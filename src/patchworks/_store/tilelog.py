@@ -18,23 +18,29 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from patchworks._fs import fsync_dir, fsync_paths
 from patchworks._plan import TilePlan
 
 FSYNC_INTERVAL_S = 1.0
 
+S = TypeVar("S")
+
 
 @dataclass(frozen=True)
-class DurableTiles:
-    """A tile stage whose every finished tile is flushed to disk before it reports back."""
+class DurableTiles(Generic[S]):
+    """A tile stage whose every finished tile is flushed to disk before it reports back.
 
-    stage: Callable[[Any, int], Any]
+    ``job`` is the stage's job: any dataclass with a ``plan``, a ``staging`` and
+    optionally ``seams``; ``stage(job, index)`` returns the tile's summary.
+    """
+
+    stage: Callable[[Any, int], S]
     job: Any
 
 
-def run_durably(durable: DurableTiles, index: int) -> Any:
+def run_durably(durable: DurableTiles[S], index: int) -> S:
     summary = durable.stage(durable.job, index)
     if getattr(summary, "n_labels", 1):
         job = durable.job
@@ -49,7 +55,7 @@ def run_durably(durable: DurableTiles, index: int) -> Any:
     return summary
 
 
-def staged_arrays(holder: Any) -> list[Any]:
+def staged_arrays(holder: object) -> list[Any]:
     """The zarr arrays among the fields of a dataclass (a Staging, Seams), whatever its layout."""
     if holder is None or not dataclasses.is_dataclass(holder):
         return []
@@ -133,7 +139,7 @@ class TileLog:
         self._synced = time.monotonic()
         fsync_dir(os.path.dirname(path))
 
-    def record(self, index: int, summary: Any) -> None:
+    def record(self, index: int, summary: object) -> None:
         body = f"{index} ".encode() + base64.b64encode(pickle.dumps(summary, protocol=4))
         os.write(self._fd, body + f" {zlib.crc32(body):08x}\n".encode())
         self.done[index] = summary

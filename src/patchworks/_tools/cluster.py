@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 from patchworks.errors import ClusterConfigurationError
+
+if TYPE_CHECKING:
+    from distributed import Client, SpecCluster
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +39,8 @@ def make_local_cluster(
     n_workers: int | None = None,
     threads_per_worker: int | None = None,
     memory_limit: str | float | None = "auto",
-    **cluster_kwargs: Any,
-) -> tuple[Any, Any]:
+    **cluster_kwargs: object,
+) -> tuple[Client, SpecCluster]:
     """Start a process-based dask ``LocalCluster`` and a client connected to it.
 
     Parameters
@@ -67,14 +70,15 @@ def make_local_cluster(
     from distributed import Client, LocalCluster
 
     if not use_gpu:
-        cluster = LocalCluster(
+        # distributed is unannotated: its constructors are untyped calls
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=n_workers if n_workers is not None else (os.cpu_count() or 1),
             threads_per_worker=threads_per_worker if threads_per_worker is not None else 1,
             processes=True,
             memory_limit=memory_limit,
             **cluster_kwargs,
         )
-        return Client(cluster), cluster
+        return Client(cluster), cluster  # type: ignore[no-untyped-call]
 
     gpus = visible_gpus()
     if not gpus:
@@ -91,7 +95,9 @@ def make_local_cluster(
     return _gpu_cluster(gpus, memory_limit=memory_limit, **cluster_kwargs)
 
 
-def _gpu_cluster(gpus: list[str], *, memory_limit: Any, **cluster_kwargs: Any) -> tuple[Any, Any]:
+def _gpu_cluster(
+    gpus: list[str], *, memory_limit: str | float | None, **cluster_kwargs: object
+) -> tuple[Client, SpecCluster]:
     from distributed import Client, Nanny, Scheduler, SpecCluster
 
     dashboard = cluster_kwargs.pop("dashboard_address", ":0")
@@ -107,6 +113,7 @@ def _gpu_cluster(gpus: list[str], *, memory_limit: Any, **cluster_kwargs: Any) -
         for gpu in gpus
     }
     scheduler = {"cls": Scheduler, "options": {"dashboard_address": dashboard}}
-    cluster = SpecCluster(workers=workers, scheduler=scheduler, **cluster_kwargs)
+    # distributed is unannotated: its constructors are untyped calls
+    cluster = SpecCluster(workers=workers, scheduler=scheduler, **cluster_kwargs)  # type: ignore[no-untyped-call]
     logger.info("started %d GPU workers pinned to devices %s", len(gpus), gpus)
-    return Client(cluster), cluster
+    return Client(cluster), cluster  # type: ignore[no-untyped-call]

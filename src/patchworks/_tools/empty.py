@@ -8,18 +8,35 @@ seeded random sample of tiles, so it costs the same on a terabyte volume as on a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
 from patchworks._engine.execute import Executor
 from patchworks._options import check_empty_threshold, resolve_tile_shape
 from patchworks._plan import TilePlan
-from patchworks.io._source import ImageSource, open_image
 from patchworks.errors import InvalidParameterError
+from patchworks.io._source import ImageSource, open_image
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from patchworks._typing import TileShapeLike
 
 #: Voxel values kept per sampled tile to estimate the threshold.
 VALUES_PER_TILE = 4096
+
+
+class EmptyTilesEstimate(TypedDict):
+    """What :func:`estimate_empty_tiles` returns (a plain ``dict`` at runtime)."""
+
+    empty_fraction: float
+    threshold: float
+    n_tiles: int
+    n_empty: int
+    n_sampled: int
+    n_sampled_empty: int
+    tile_shape: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -28,25 +45,26 @@ class _SampleJob:
     source: ImageSource
 
 
-def _sample_tile(job: _SampleJob, index: int) -> tuple[float, np.ndarray]:
+def _sample_tile(job: _SampleJob, index: int) -> tuple[float, NDArray[np.float64]]:
     data = job.source.read(job.plan.tile(index).core)
     flat = data.ravel()
     step = max(1, flat.size // VALUES_PER_TILE)
     return float(flat.max()), flat[::step].astype(np.float64)
 
 
-def _otsu(values: np.ndarray) -> float:
+def _otsu(values: NDArray[np.float64]) -> float:
     if values.min() == values.max():
         return float(values.min())
     from skimage.filters import threshold_otsu
 
-    return float(threshold_otsu(values))
+    # skimage.filters.threshold_otsu is unannotated
+    return float(threshold_otsu(values))  # type: ignore[no-untyped-call]
 
 
 def estimate_empty_tiles(
     image: Any,
     *,
-    tile_shape: Any,
+    tile_shape: TileShapeLike,
     threshold: float | None = None,
     sample_size: int = 32,
     seed: int = 0,
@@ -54,7 +72,7 @@ def estimate_empty_tiles(
     level: int | str | None = None,
     progress: bool = False,
     channel: int | None = None,
-) -> dict[str, Any]:
+) -> EmptyTilesEstimate:
     """Estimate the fraction of background-only tiles from a random sample of tiles.
 
     Parameters

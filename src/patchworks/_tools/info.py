@@ -10,25 +10,69 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from patchworks._typing import OverlapLike, TileShapeLike
+    from patchworks.io._source import ImageSource
 
 #: Bytes per voxel a tile in flight needs besides its input: fn's labels (int32), their
 #: cropped, renumbered copy and a lookup table pass (about three int32 arrays).
 LABEL_BYTES_PER_VOXEL = 12
 
 
+class LevelInfo(TypedDict):
+    """One OME-Zarr resolution level in :class:`OmeInfo`."""
+
+    path: str
+    scale: list[float]
+
+
+class OmeInfo(TypedDict):
+    """The OME-Zarr part of :class:`RunInfo`."""
+
+    version: str
+    axes: list[str]
+    level: int
+    levels: list[LevelInfo]
+    channel: int | None
+    labels: list[str]
+
+
+class RunInfo(TypedDict):
+    """What :func:`describe` returns (a plain, JSON-able ``dict`` at runtime)."""
+
+    image: str
+    format: str
+    stored_shape: list[int]
+    shape: list[int]
+    dtype: str
+    chunks: list[int] | None
+    channels: int
+    channel_axis: int | None
+    tile_shape: list[int]
+    halo: Literal["auto"] | list[int]
+    grid: list[int]
+    n_tiles: int
+    memory_per_tile_bytes: int
+    workers: int
+    memory_in_flight_bytes: int
+    ome: NotRequired[OmeInfo]
+
+
 def describe(
     image: Any,
     *,
-    tile_shape: Any = None,
-    overlap: Any = 0,
+    tile_shape: TileShapeLike = None,
+    overlap: OverlapLike = 0,
     level: int | str | None = None,
     channel: int | None = None,
     channel_axis: int | None = None,
     workers: int | None = None,
-) -> dict[str, Any]:
+) -> RunInfo:
     """Describe ``image`` and the tile plan of a run on it.
 
     Examples
@@ -55,7 +99,7 @@ def describe(
         min(t + 2 * h, n) for t, h, n in zip(tiles, halo, source.shape, strict=True)
     )
     per_tile = halo_voxels * (source.dtype.itemsize * channels + LABEL_BYTES_PER_VOXEL)
-    info: dict[str, Any] = {
+    info: RunInfo = {
         "image": image if isinstance(image, str) else type(image).__name__,
         "format": _format(image, source),
         "stored_shape": [int(n) for n in source.array.shape],
@@ -85,7 +129,7 @@ def describe(
     return info
 
 
-def _format(image: Any, source: Any) -> str:
+def _format(image: Any, source: ImageSource) -> str:
     if source.ome is not None:
         return f"OME-Zarr {source.ome.image.version}"
     if isinstance(image, str):
@@ -116,7 +160,7 @@ def _size(n_bytes: float) -> str:
     raise AssertionError("unreachable")
 
 
-def format_info(info: dict[str, Any]) -> str:
+def format_info(info: RunInfo) -> str:
     """Human-readable lines for :func:`describe`'s result.
 
     Examples
@@ -131,7 +175,7 @@ def format_info(info: dict[str, Any]) -> str:
     memory      about 416 B per tile in flight; 832 B with 2 workers
     """
 
-    def tup(values: Any) -> str:
+    def tup(values: Iterable[object] | None) -> str:
         return "(" + ", ".join(str(v) for v in values) + ")" if values is not None else "none"
 
     lines = [f"image       {info['image']} ({info['format']})"]
@@ -166,6 +210,6 @@ def format_info(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def as_json(info: dict[str, Any]) -> dict[str, Any]:
+def as_json(info: Mapping[str, object]) -> dict[str, object]:
     """``info`` with NumPy scalars turned into plain Python values."""
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in info.items()}

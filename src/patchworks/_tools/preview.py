@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from patchworks.errors import InvalidParameterError, missing_dependency
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from patchworks.io._source import ImageSource
 
 SEAM_RGB = (255, 220, 0)
 
@@ -27,8 +33,8 @@ def preview(
     labels: Any = None,
     write_to: str = "preview.png",
     plane: int | None = None,
-    projection: str | None = None,
-    tile_shape: Any = None,
+    projection: Literal["max"] | None = None,
+    tile_shape: Sequence[int] | None = None,
     size: int = 1024,
     level: int | str | None = None,
     channel: int | None = None,
@@ -107,9 +113,11 @@ def preview(
     return write_to
 
 
-def _display_box(shape: tuple[int, ...], plane: int | None, size: int) -> tuple[list[Any], int]:
+def _display_box(
+    shape: tuple[int, ...], plane: int | None, size: int
+) -> tuple[list[int | slice], int]:
     """Index per axis (ints for leading axes, slices for the last two) and the stride."""
-    lead: list[Any] = [0] * (len(shape) - 2)
+    lead: list[int] = [0] * (len(shape) - 2)
     if lead:
         n = shape[-3]
         index = n // 2 if plane is None else plane
@@ -123,14 +131,19 @@ def _display_box(shape: tuple[int, ...], plane: int | None, size: int) -> tuple[
 
 
 def _read(
-    source: Any, box: list[Any], step: int, projection: str | None, *, is_labels: bool
-) -> np.ndarray:
+    source: ImageSource,
+    box: list[int | slice],
+    step: int,
+    projection: Literal["max"] | None,
+    *,
+    is_labels: bool,
+) -> NDArray[Any]:
     """The displayed plane (or max projection) of ``source``, read in bands of rows."""
     shape = source.shape
     chunk_rows = source.chunks[-2] if source.chunks else 256
     band = max(step, chunk_rows // step * step)  # a multiple of the stride
 
-    def plane_at(lead: list[int]) -> np.ndarray:
+    def plane_at(lead: list[int]) -> NDArray[Any]:
         parts = []
         for start in range(0, shape[-2], band):
             region = (
@@ -148,7 +161,7 @@ def _read(
             parts.append(data.reshape(data.shape[-2:])[::step, ::step])
         return np.concatenate(parts, axis=0)
 
-    lead = [int(i) for i in box[:-2]]
+    lead = [int(i) for i in box[:-2] if not isinstance(i, slice)]  # leading entries: ints
     if projection is None or len(shape) == 2:
         return plane_at(lead)
     out = plane_at([*lead[:-1], 0])
@@ -157,7 +170,7 @@ def _read(
     return out
 
 
-def _label_source(image: Any, labels: Any, source: Any) -> Any:
+def _label_source(image: Any, labels: Any, source: ImageSource) -> ImageSource | None:
     from patchworks.io._source import open_image
 
     if labels is None:
@@ -176,7 +189,9 @@ def _label_source(image: Any, labels: Any, source: Any) -> Any:
     return found
 
 
-def _tile_shape(tile_shape: Any, labels: Any, source: Any) -> tuple[int, ...] | None:
+def _tile_shape(
+    tile_shape: Sequence[int] | None, labels: ImageSource | None, source: ImageSource
+) -> tuple[int, ...] | None:
     if tile_shape is not None:
         return tuple(int(t) for t in tile_shape)
     if labels is not None:
@@ -187,7 +202,7 @@ def _tile_shape(tile_shape: Any, labels: Any, source: Any) -> tuple[int, ...] | 
 
 
 def _seams(
-    tiles: tuple[int, ...] | None, shape: tuple[int, ...], box: list[Any], step: int
+    tiles: tuple[int, ...] | None, shape: tuple[int, ...], box: list[int | slice], step: int
 ) -> tuple[list[int], list[int]]:
     """Display rows and columns where tile cores meet."""
     if tiles is None or len(tiles) != len(shape):
@@ -197,7 +212,7 @@ def _seams(
     return rows, cols
 
 
-def label_colors(ids: np.ndarray) -> np.ndarray:
+def label_colors(ids: NDArray[np.integer[Any]]) -> NDArray[np.uint8]:
     """A bright, stable RGB colour per label ID (golden-ratio hues).
 
     Examples
@@ -208,12 +223,16 @@ def label_colors(ids: np.ndarray) -> np.ndarray:
     hue = (ids.astype(np.float64) * 0.6180339887) % 1.0
     k = (np.array([5.0, 3.0, 1.0]) + hue[:, None] * 6) % 6
     rgb = 1 - np.clip(np.minimum(k, 4 - k), 0, 1) * 0.85
-    return (rgb * 255).astype(np.uint8)
+    colors: NDArray[np.uint8] = (rgb * 255).astype(np.uint8)
+    return colors
 
 
 def render(
-    grey: np.ndarray, labels: np.ndarray | None, *, seams: tuple[list[int], list[int]] = ([], [])
-) -> np.ndarray:
+    grey: NDArray[Any],
+    labels: NDArray[np.integer[Any]] | None,
+    *,
+    seams: tuple[list[int], list[int]] = ([], []),
+) -> NDArray[np.uint8]:
     """Compose the RGB picture: stretched grey image, coloured labels, outlines, seams.
 
     Examples

@@ -7,7 +7,7 @@ guessing from the array's shape: the channel axis is the one typed ``"channel"``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,9 @@ class Axes:
     units: tuple[str | None, ...]
 
     @classmethod
-    def from_ngff(cls, axes: Sequence[Any] | None, *, ndim: int, where: str = "image") -> Axes:
+    def from_ngff(
+        cls, axes: Sequence[str | Mapping[str, Any]] | None, *, ndim: int, where: str = "image"
+    ) -> Axes:
         """Parse NGFF ``axes`` (dicts in 0.4+, plain names in 0.3); default names if absent."""
         if not axes:
             return cls.default(ndim)

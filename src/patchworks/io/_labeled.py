@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from patchworks.io._source import ImageSource, open_image
 from patchworks.errors import InvalidParameterError
+from patchworks.io._source import ImageSource, open_image
 
 
 def regular_chunks(labeled: Any) -> tuple[int, ...]:

@@ -10,13 +10,14 @@ writer needs to place labels in the same coordinate system.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from patchworks.io._axes import Axes
 from patchworks.errors import InvalidImageError, InvalidParameterError
+from patchworks.io._axes import Axes
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class AxisView:
         return tuple(int(n) for n, i in zip(self.array.shape, self.index, strict=True) if i is None)
 
     @property
-    def dtype(self) -> np.dtype:
+    def dtype(self) -> np.dtype[Any]:
         return np.dtype(self.array.dtype)
 
     @property
@@ -92,7 +93,7 @@ class AxisView:
         sizes = [int(c[0]) if isinstance(c, tuple) else int(c) for c in chunks]
         return tuple(c for c, i in zip(sizes, self.index, strict=True) if i is None)
 
-    def __getitem__(self, box: Any) -> Any:
+    def __getitem__(self, box: int | slice | tuple[int | slice, ...]) -> Any:
         box = box if isinstance(box, tuple) else (box,)
         box = box + (slice(None),) * (self.ndim - len(box))
         parts = iter(box)
@@ -137,7 +138,9 @@ def read_multiscales(group: Any) -> OmeImage | None:
     )
 
 
-def _transforms(transforms: Any, ndim: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _transforms(
+    transforms: Iterable[Mapping[str, Any]] | None, ndim: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     scale, shift = (1.0,) * ndim, (0.0,) * ndim
     for item in transforms or []:
         if item.get("type") == "scale" and "scale" in item:

@@ -22,7 +22,6 @@ moves the label image into place; nothing appears at the destination before that
 from __future__ import annotations
 
 import logging
-import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -30,18 +29,24 @@ from typing import Any
 
 import numpy as np
 
-from patchworks.io._axes import Axes
-from patchworks.io._zarr_sink import open_result
-from patchworks.io._pyramid import LevelJob, check_method, default_factors, downsample_chunk
 from patchworks._fs import remove_tree
-from patchworks.io._storage import is_url
 from patchworks.errors import InvalidParameterError, OutputExistsError
+from patchworks.io._axes import Axes
+from patchworks.io._ngff import (
+    check_array_options,
+    check_chunks,
+    compressors_for,
+    copy_block,
+    label_chunks,
+    label_levels,
+    register_label,
+    replace_output,
+)
+from patchworks.io._pyramid import LevelJob, check_method, downsample_chunk
+from patchworks.io._storage import is_url
+from patchworks.io._zarr_sink import check_write_to, open_result
 
 logger = logging.getLogger(__name__)
-
-FORMATS = ("auto", "zarr", "ome-zarr")
-#: Default upper bound on the bytes of one output chunk.
-CHUNK_BYTES = 1 << 20
 
 
 @dataclass
@@ -64,6 +69,11 @@ class LabelOutput:
     done: bool = field(default=False)
 
     @property
+    def target(self) -> str:
+        """Where the run publishes the full-resolution labels (see :attr:`level0_path`)."""
+        return self.level0_path
+
+    @property
     def level0_path(self) -> str:
         """Where the pipeline writes the full-resolution labels (a hidden sibling)."""
         parent, base = os.path.split(os.path.abspath(self.final_path))
@@ -74,14 +84,14 @@ class LabelOutput:
         options: dict[str, Any] = {
             "chunks": chunks,
             "zarr_format": self.zarr_format,
-            "compressors": _compressors(self.compressors, self.zarr_format),
+            "compressors": compressors_for(self.compressors, self.zarr_format),
             "fill_value": 0,
         }
         if self.zarr_format == 2:
             options["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
         return options
 
-    def finish(self, executor: Any, result: Any, plan: Any, *, compute: bool) -> Any:
+    def finish(self, executor: Any, plan: Any, result: Any, *, compute: bool) -> Any:
         """Level 0, pyramid and metadata; move the label image into place; new result."""
         import zarr
 
@@ -104,7 +114,7 @@ class LabelOutput:
                 chunks,
                 self.levels[0],
                 executor,
-                block=_copy_block(plan.tile_shape, chunks),
+                block=copy_block(plan.tile_shape, chunks),
                 label="level 0",
             )
         for k, level in enumerate(self.levels[1:], start=1):
@@ -118,9 +128,9 @@ class LabelOutput:
             )
         group = zarr.open_group(self.build_path, mode="a", zarr_format=self.zarr_format)  # type: ignore[arg-type]
         group.attrs.update(self.metadata())
-        _replace(self.build_path, self.final_path, self.overwrite)
+        replace_output(self.build_path, self.final_path, self.overwrite)
         if self.labels_group is not None:
-            _register(self.labels_group, self.name, self.version, self.zarr_format)
+            register_label(self.labels_group, self.name, self.version, self.zarr_format)
         self.done = True
         remove_tree(self.level0_path)
         if compute:
@@ -208,36 +218,68 @@ class LabelOutput:
         return {"multiscales": [multiscale], "image-label": image_label}
 
 
+@dataclass(frozen=True)
+class OmeZarrSink:
+    """An NGFF label image with a pyramid: at ``path``, or with ``path=None`` inside an
+    OME-Zarr input as ``labels/<name>`` (see docs/formats.md).
+
+    Parameters
+    ----------
+    path : str or os.PathLike, optional
+        Where the label image goes (None: inside the OME-Zarr input image).
+    name : str
+        The label image's name (its folder under ``labels/`` inside the image).
+    chunks : tuple of int, optional
+        Chunks of every level (default: about 1 MiB, dividing the tile shape).
+    compressors : optional
+        Codecs of every level, as zarr accepts them (default: zstd level 1).
+    pyramid : {"mode", "nearest"}
+        How coarser levels are downsampled (neither invents IDs).
+    """
+
+    path: str | os.PathLike[str] | None = None
+    name: str = "patchworks"
+    chunks: Any = None
+    compressors: Any = None
+    pyramid: str = "mode"
+
+    def open(
+        self, image: Any, source: Any, *, dtype: np.dtype, overwrite: bool, resume: bool
+    ) -> LabelOutput:
+        write_to = check_write_to(self.path, overwrite=overwrite or resume, image=image)
+        return plan_label_output(
+            image,
+            source,
+            dtype=dtype,
+            write_to=write_to,
+            label_name=self.name,
+            output_chunks=self.chunks,
+            output_compressors=self.compressors,
+            pyramid=self.pyramid,
+            overwrite=overwrite,
+        )
+
+
 def plan_label_output(
     image: Any,
     source: Any,
     *,
     dtype: np.dtype,
     write_to: str | None,
-    output_format: str,
     label_name: str,
     output_chunks: Any,
     output_compressors: Any,
     pyramid: str,
     overwrite: bool,
-) -> LabelOutput | None:
-    """Decide whether (and where) to write an OME-Zarr label image; None for plain zarr."""
-    if output_format not in FORMATS:
-        raise InvalidParameterError(
-            f"`output_format` must be one of {list(FORMATS)}; got {output_format!r}."
-        )
+) -> LabelOutput:
+    """Plan the label image of one run (where, levels, chunks, codecs, metadata)."""
     method = check_method(pyramid)
     ome = source.ome
-    if output_format == "zarr" or (output_format == "auto" and ome is None):
-        return None
     if write_to is None and ome is None:
         raise InvalidParameterError(
             '`output_format="ome-zarr"` needs `write_to` for an input that is not an '
             "OME-Zarr image (labels go inside OME-Zarr inputs only); got write_to=None."
         )
-    if write_to is None and is_url(ome.url):
-        logger.info("remote OME-Zarr input %s: labels are returned, not written", ome.url)
-        return None
     _check_name(label_name)
     labels_group: str | None = None
     source_image: str | None
@@ -273,14 +315,14 @@ def plan_label_output(
         version=version,
         zarr_format=zarr_format,
         axes=axes,
-        levels=_levels(source, axes),
+        levels=label_levels(source, axes),
         method=method,
-        chunks=_check_chunks(output_chunks, len(source.shape)),
+        chunks=check_chunks(output_chunks, len(source.shape)),
         compressors=output_compressors,
         source_image=source_image,
         overwrite=overwrite,
     )
-    _check_options(output.array_options((1,) * len(source.shape)), dtype)
+    check_array_options(output.array_options((1,) * len(source.shape)), dtype)
     os.makedirs(os.path.dirname(output.level0_path), exist_ok=True)
     return output
 
@@ -297,164 +339,3 @@ def _check_name(name: Any) -> None:
             "`label_name` must be a non-empty folder name without '/' that does not start "
             f"with '.'; got {name!r}."
         )
-
-
-def label_chunks(tile_shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
-    """Chunks that divide ``tile_shape`` and hold at most about 1 MiB of labels.
-
-    Examples
-    --------
-    >>> label_chunks((64, 512, 512), np.dtype("int32"))
-    (64, 64, 64)
-    """
-    chunks = list(tile_shape)
-    while math.prod(chunks) * dtype.itemsize > CHUNK_BYTES:
-        even = [i for i, c in enumerate(chunks) if c % 2 == 0 and c > 32]
-        if not even:
-            break
-        axis = max(even, key=lambda i: chunks[i])
-        chunks[axis] //= 2
-    return tuple(chunks)
-
-
-def _check_chunks(chunks: Any, ndim: int) -> tuple[int, ...] | None:
-    if chunks is None:
-        return None
-    try:
-        sizes = tuple(int(c) for c in chunks)
-    except (TypeError, ValueError):
-        sizes = ()
-    if len(sizes) != ndim or any(c < 1 for c in sizes):
-        raise InvalidParameterError(
-            f"`output_chunks` must have one positive size per label axis ({ndim}); got {chunks!r}."
-        )
-    return sizes
-
-
-def _copy_block(tile_shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:
-    """Copy regions covering whole tiles and whole output chunks (when that is cheap)."""
-    block = []
-    for t, c in zip(tile_shape, chunks, strict=True):
-        common = math.lcm(t, c)
-        block.append(common if common <= 4 * max(t, c) else c)
-    return tuple(block)
-
-
-def _compressors(compressors: Any, zarr_format: int) -> Any:
-    if compressors is not None:
-        return compressors
-    if zarr_format == 2:
-        from numcodecs import Zstd
-
-        return Zstd(level=1)
-    from patchworks.io._zarr import label_compressors
-
-    return label_compressors()
-
-
-def _check_options(options: dict[str, Any], dtype: np.dtype) -> None:
-    import zarr
-
-    try:
-        zarr.create_array(store={}, shape=options["chunks"], dtype=dtype, **options)
-    except Exception as exc:
-        raise InvalidParameterError(
-            f"`output_compressors` must be codecs zarr format {options['zarr_format']} "
-            f"accepts; got {options['compressors']!r} ({type(exc).__name__}: {exc})."
-        ) from exc
-
-
-def _levels(source: Any, axes: Axes) -> list[dict[str, Any]]:
-    """Shape, factors, scale and translation of every label level."""
-    ome, shape = source.ome, tuple(source.shape)
-    if ome is not None:
-        scale0, shift0 = ome.scale, ome.translation
-    else:
-        scale0, shift0 = (1.0,) * len(shape), (0.0,) * len(shape)
-    levels = [
-        {"shape": shape, "factors": (1,) * len(shape), "scale": scale0, "translation": shift0}
-    ]
-    mirrored = _mirror(source) if ome is not None else None
-    if mirrored is not None:
-        return levels + mirrored
-    total = [1] * len(shape)
-    for factors in default_factors(shape, axes.types):
-        total = [t * f for t, f in zip(total, factors, strict=True)]
-        levels.append(
-            {
-                "shape": tuple(math.ceil(n / t) for n, t in zip(shape, total, strict=True)),
-                "factors": factors,
-                "scale": tuple(s * t for s, t in zip(scale0, total, strict=True)),
-                "translation": tuple(
-                    u + (t - 1) * s / 2 for u, s, t in zip(shift0, scale0, total, strict=True)
-                ),
-            }
-        )
-    return levels
-
-
-def _mirror(source: Any) -> list[dict[str, Any]] | None:
-    """The input's coarser levels, when each is an integer downsampling of the one before."""
-    import zarr
-
-    ome = source.ome
-    try:
-        group: Any = zarr.open_group(ome.url, mode="r")
-        shapes = [
-            tuple(group[lv.path].shape[i] for i in ome.kept) for lv in ome.image.levels[ome.level :]
-        ]
-    except Exception:  # unreadable coarser levels: fall back to the default pyramid
-        return None
-    if len(shapes) < 2:
-        return None
-    out = []
-    for before, after, level in zip(
-        shapes, shapes[1:], ome.image.levels[ome.level + 1 :], strict=False
-    ):
-        factors = tuple(max(1, round(b / a)) for b, a in zip(before, after, strict=True))
-        if any(
-            not (b // f <= a <= -(-b // f)) for b, a, f in zip(before, after, factors, strict=True)
-        ):
-            return None
-        out.append(
-            {
-                "shape": after,
-                "factors": factors,
-                "scale": tuple(level.scale[i] for i in ome.kept),
-                "translation": tuple(level.translation[i] for i in ome.kept),
-            }
-        )
-    return out
-
-
-def _replace(built: str, final: str, overwrite: bool) -> None:
-    if os.path.exists(final):
-        if not overwrite:
-            raise OutputExistsError(
-                f"{final!r} appeared during the run; the new label image is kept at {built!r}."
-            )
-        retired = built + ".replaced"
-        os.replace(final, retired)
-        os.replace(built, final)
-        remove_tree(retired)
-    else:
-        os.replace(built, final)
-
-
-def _register(labels_group: str, name: str, version: str, zarr_format: int) -> None:
-    """Add ``name`` to the ``labels`` list of the image's labels group."""
-    import zarr
-
-    group = zarr.open_group(labels_group, mode="a", zarr_format=zarr_format)  # type: ignore[arg-type]
-    attrs: dict[str, Any] = dict(group.attrs)
-    if version == "0.5":
-        ome = dict(attrs.get("ome", {}))
-        names = list(ome.get("labels", []))
-        group.attrs["ome"] = {
-            **ome,
-            "version": "0.5",
-            "labels": [*names, name] if name not in names else names,
-        }
-    else:
-        names = list(attrs.get("labels", []))
-        group.attrs["labels"] = [*names, name] if name not in names else names

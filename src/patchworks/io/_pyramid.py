@@ -13,25 +13,34 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import numpy as np
 
 from patchworks.errors import InvalidParameterError
 
-METHODS = ("mode", "nearest")
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+#: A downsampling rule of the pyramid.
+PyramidMethod = Literal["mode", "nearest"]
+METHODS: tuple[PyramidMethod, ...] = ("mode", "nearest")
+
+_Label = TypeVar("_Label", bound=np.generic)
 
 
-def check_method(method: Any) -> str:
+def check_method(method: object) -> PyramidMethod:
     if method not in METHODS:
         raise InvalidParameterError(
             f"`pyramid` must be one of {list(METHODS)} (downsampling that never invents "
             f"label IDs); got {method!r}."
         )
-    return str(method)
+    return cast(PyramidMethod, str(method))
 
 
-def downsample(block: np.ndarray, factors: Sequence[int], method: str) -> np.ndarray:
+def downsample(
+    block: NDArray[_Label], factors: Sequence[int], method: PyramidMethod
+) -> NDArray[_Label]:
     """Downsample a block of labels by integer ``factors`` (output size rounds up).
 
     Examples
@@ -72,7 +81,7 @@ class LevelJob:
     source: Any  # zarr array of the previous level
     target: Any  # zarr array of this level
     factors: tuple[int, ...]
-    method: str
+    method: PyramidMethod
     block: tuple[int, ...] | None = None
 
     @property

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,11 @@ from patchworks.errors import (
     InvalidParameterError,
     PatchworksError,
 )
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from patchworks.io._ome import AxisView, OmeSelection
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
 
@@ -35,7 +40,7 @@ class ImageSource:
     array: Any
     channel_axis: int | None = None
     description: str = field(default="array", compare=False)
-    ome: Any = field(default=None, compare=False)  # OmeSelection of an OME-Zarr input
+    ome: OmeSelection | None = field(default=None, compare=False)  # of an OME-Zarr input
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -50,7 +55,7 @@ class ImageSource:
         return len(self.shape)
 
     @property
-    def dtype(self) -> np.dtype:
+    def dtype(self) -> np.dtype[Any]:
         return np.dtype(self.array.dtype)
 
     @property
@@ -73,7 +78,7 @@ class ImageSource:
             return box
         return (*box[: self.channel_axis], slice(None), *box[self.channel_axis :])
 
-    def read(self, box: tuple[slice, ...]) -> np.ndarray:
+    def read(self, box: tuple[slice, ...]) -> NDArray[Any]:
         """Read a spatial box (all channels) as a NumPy array."""
         region = self.array[self.full_box(box)]
         if self.is_dask:
@@ -81,7 +86,7 @@ class ImageSource:
         return np.asarray(region)
 
 
-def _is_dask_array(obj: Any) -> bool:
+def _is_dask_array(obj: object) -> bool:
     # No dask array can exist before dask.array is imported; importing it here just to
     # say no would cost about a second per run.
     da = sys.modules.get("dask.array")
@@ -141,7 +146,7 @@ def _open_path(
     channel: int | None,
     channel_axis: int | None,
     name: str,
-) -> tuple[Any, int | None, Any]:
+) -> tuple[Any, int | None, OmeSelection | None]:
     """(array, channel axis, OME selection or None) for a zarr or TIFF path / URL."""
     import zarr
 
@@ -163,7 +168,7 @@ def _open_path(
     return _array_from_group(node, path, level, name), channel_axis, None
 
 
-def _check_channel_axis(channel_axis: Any, ndim: int) -> int | None:
+def _check_channel_axis(channel_axis: object, ndim: int) -> int | None:
     if channel_axis is None:
         return None
     if isinstance(channel_axis, bool) or not isinstance(channel_axis, int | np.integer):
@@ -178,7 +183,7 @@ def _check_channel_axis(channel_axis: Any, ndim: int) -> int | None:
     return int(channel_axis) % ndim
 
 
-def _select_channel(array: Any, channel: Any, channel_axis: int | None) -> Any:
+def _select_channel(array: Any, channel: object, channel_axis: int | None) -> AxisView:
     """A lazy view of one channel of an array without axes metadata."""
     from patchworks.io._ome import AxisView
 

@@ -9,12 +9,15 @@ is reported as not found.
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+from typing import Any, Literal
 
 from patchworks.errors import missing_dependency
 
 #: URL protocols and the package fsspec needs for each (beyond fsspec itself).
 BACKENDS = {"http": "aiohttp", "https": "aiohttp", "s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs"}
+
+#: File-like modes zarr accepts (``zarr.open``'s ``mode``).
+AccessMode = Literal["r", "r+", "a", "w", "w-"]
 
 
 def is_url(path: str) -> bool:
@@ -32,7 +35,7 @@ def protocol(path: str) -> str:
     return path.split("://", 1)[0].lower() if "://" in path else "file"
 
 
-def open_zarr(path: str, *, mode: str = "r") -> Any:
+def open_zarr(path: str, *, mode: AccessMode = "r") -> Any:
     """Open the zarr array or group at ``path`` (a local path or an fsspec URL)."""
     import zarr
 
@@ -41,7 +44,7 @@ def open_zarr(path: str, *, mode: str = "r") -> Any:
             if package and importlib.util.find_spec(package) is None:
                 raise missing_dependency(package, "remote", f"Reading {protocol(path)}:// URLs")
     try:
-        return zarr.open(path, mode=mode)  # type: ignore[arg-type]
+        return zarr.open(path, mode=mode)
     except FileNotFoundError:
         raise
     except Exception as exc:

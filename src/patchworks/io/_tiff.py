@@ -8,18 +8,23 @@ example ``"TCZYX"`` in OME-TIFF, ``"YXS"`` for RGB) says which axis holds channe
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from patchworks.errors import InvalidImageError, InvalidParameterError, missing_dependency
 from patchworks.io._axes import Axes
 from patchworks.io._ome import AxisView, select_axes
-from patchworks.errors import InvalidImageError, InvalidParameterError, missing_dependency
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from numpy.typing import NDArray
 
 _TYPES = {"C": "channel", "S": "channel", "T": "time"}
 
 
-def _tifffile() -> Any:
+def _tifffile() -> ModuleType:
     try:
         import tifffile
     except ImportError:
@@ -56,10 +61,10 @@ class TiffArray:
             self._array = zarr.open_array(store, mode="r")
         return self._array
 
-    def __getitem__(self, box: Any) -> np.ndarray:
+    def __getitem__(self, box: int | slice | tuple[int | slice, ...]) -> NDArray[Any]:
         return np.asarray(self._open()[box])
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, object]:
         return {**self.__dict__, "_array": None}  # reopened on the worker
 
 
@@ -89,7 +94,7 @@ def open_tiff(
     level: int | str | None,
     channel: int | None,
     channel_axis: int | None,
-) -> tuple[Any, int | None, None]:
+) -> tuple[TiffArray | AxisView, int | None, None]:
     """The array to segment from a TIFF file, its channel axis, and no OME selection."""
     tifffile = _tifffile()
     try:

@@ -1,4 +1,5 @@
-"""The output store: refuse to clobber, build in private, publish only when complete.
+"""Plain zarr output (:class:`ZarrSink`): refuse to clobber, build in private, publish only
+when complete.
 
 A run builds its labels inside a private scratch directory next to ``write_to`` and moves
 the finished array into place with a rename only after the last write, with
@@ -10,10 +11,10 @@ only with ``overwrite=True`` and only once the new result is complete.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
-from patchworks._fs import fsync_dir
-from patchworks._fs import remove_tree
+from patchworks._fs import fsync_dir, remove_tree
 from patchworks.errors import InvalidParameterError, OutputExistsError
 
 METADATA_KEY = "patchworks"
@@ -25,8 +26,8 @@ def check_write_to(write_to: Any, *, overwrite: bool, image: Any = None) -> str 
         return None
     if not isinstance(write_to, str | os.PathLike):
         raise InvalidParameterError(
-            f"`write_to` must be a filesystem path (str or os.PathLike) or None; got an object "
-            f"of type {type(write_to).__name__}."
+            f"`write_to` must be a filesystem path (str or os.PathLike), a patchworks.io.Sink "
+            f"or None; got an object of type {type(write_to).__name__}."
         )
     path = os.fspath(write_to)
     if "://" in path:
@@ -91,3 +92,41 @@ def publish(built: str, write_to: str, scratch: str) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(write_to)), exist_ok=True)
         os.replace(built, write_to)
     fsync_dir(os.path.dirname(os.path.abspath(write_to)))  # the rename survives a power cut
+
+
+@dataclass(frozen=True)
+class ZarrSink:
+    """A plain zarr array of labels at ``path`` (chunks = tiles, zstd, no pyramid).
+
+    Examples
+    --------
+    >>> import numpy as np, os, tempfile
+    >>> from patchworks import tile_process
+    >>> out = os.path.join(tempfile.mkdtemp(), "labels.zarr")
+    >>> labels = tile_process(np.eye(4, dtype="uint8"), lambda t: t.astype("int32"),
+    ...                       tile_shape=(2, 2), write_to=ZarrSink(out))
+    >>> labels.shape
+    (4, 4)
+    """
+
+    path: str | os.PathLike[str]
+
+    def open(
+        self, image: Any, source: Any, *, dtype: Any, overwrite: bool, resume: bool
+    ) -> ZarrOutput:
+        path = check_write_to(self.path, overwrite=overwrite or resume, image=image)
+        assert path is not None
+        return ZarrOutput(target=path)
+
+
+@dataclass(frozen=True)
+class ZarrOutput:
+    """The opened :class:`ZarrSink`: the published array is the whole output."""
+
+    target: str
+
+    def finish(self, executor: Any, plan: Any, result: Any, *, compute: bool) -> Any:
+        return result
+
+    def abort(self, *, keep: bool) -> None:
+        return None

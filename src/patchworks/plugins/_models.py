@@ -19,19 +19,24 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from patchworks.errors import missing_dependency
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+_Model = TypeVar("_Model")
 
 logger = logging.getLogger(__name__)
 
 _LOCK = threading.Lock()
-_MODELS: dict[Hashable, Any] = {}
+_MODELS: dict[Hashable, object] = {}
 _CALL_LOCKS: dict[Hashable, threading.Lock] = {}
-LOADS: Counter = Counter()
+LOADS: Counter[Hashable] = Counter()
 
 
-def cached_model(key: Hashable, load: Callable[[], Any]) -> Any:
+def cached_model(key: Hashable, load: Callable[[], _Model]) -> _Model:
     """The model for ``key``, loading it with ``load()`` the first time in this process.
 
     Anything the loader prints (some packages print progress) goes to the log instead.
@@ -50,7 +55,7 @@ def cached_model(key: Hashable, load: Callable[[], Any]) -> Any:
             LOADS[key] += 1
             if printed.getvalue().strip():
                 logger.debug("loading %r printed: %s", key, printed.getvalue().strip())
-        return _MODELS[key]
+        return cast(_Model, _MODELS[key])  # what ``load`` returned for this key
 
 
 def model_lock(key: Hashable) -> threading.Lock:
@@ -71,7 +76,7 @@ def require(package: str, plugin: str) -> None:
         raise missing_dependency(package, package, f"patchworks.plugins.{plugin}")
 
 
-def import_models(package: str, plugin: str) -> Any:
+def import_models(package: str, plugin: str) -> ModuleType:
     """``<package>.models``; an installed but broken package (no torch / TensorFlow) is
     reported like a missing one."""
     require(package, plugin)

@@ -9,13 +9,19 @@ job), and a tile one plane thick is a 2-D image.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from patchworks.errors import InvalidLabelsError, InvalidParameterError
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
 
-def channels_last(tile: np.ndarray, channel_axis: int | None) -> tuple[np.ndarray, tuple]:
+
+def channels_last(
+    tile: ArrayLike, channel_axis: int | None
+) -> tuple[NDArray[Any], tuple[int, ...]]:
     """Move the channel axis (if any) last; return the array and the spatial shape.
 
     Examples
@@ -35,14 +41,16 @@ def channels_last(tile: np.ndarray, channel_axis: int | None) -> tuple[np.ndarra
     return moved, moved.shape[:-1]
 
 
-def check_spatial(spatial: tuple, plugin: str) -> None:
+def check_spatial(spatial: tuple[int, ...], plugin: str) -> None:
     if len(spatial) not in (2, 3):
         raise InvalidParameterError(
             f"{plugin} segments 2-D or 3-D tiles; got a tile with spatial shape {spatial}."
         )
 
 
-def per_plane(stack: np.ndarray, segment: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+def per_plane(
+    stack: NDArray[Any], segment: Callable[[NDArray[Any]], ArrayLike]
+) -> NDArray[np.int64]:
     """Segment each plane of ``stack`` (planes first) and keep IDs distinct across planes.
 
     Examples
@@ -60,7 +68,9 @@ def per_plane(stack: np.ndarray, segment: Callable[[np.ndarray], np.ndarray]) ->
     return out
 
 
-def as_labels(masks: np.ndarray, spatial: tuple, plugin: str) -> np.ndarray:
+def as_labels(
+    masks: ArrayLike, spatial: tuple[int, ...], plugin: str
+) -> NDArray[np.signedinteger[Any]]:
     """Model output as int32 labels of the tile's spatial shape (int64 if needed)."""
     masks = np.asarray(masks)
     if masks.shape != tuple(spatial):

@@ -6,13 +6,19 @@ Needs the optional package: ``pip install "patchworks[cellpose]"`` (Cellpose 3).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from patchworks.plugins._models import cached_model, import_models, model_lock, require
 from patchworks.plugins._planes import as_labels, channels_last, check_spatial, per_plane
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from numpy.typing import NDArray
 
 PLUGIN = "cellpose_fn"
 
@@ -21,11 +27,11 @@ def _require() -> None:
     require("cellpose", "cellpose")
 
 
-def _import_models() -> Any:
+def _import_models() -> ModuleType:
     return import_models("cellpose", "cellpose")
 
 
-def _load(model: Any, gpu: bool) -> Any:
+def _load(model: str, gpu: bool) -> Any:
     models = _import_models()
     if isinstance(model, str) and os.path.exists(model):
         return models.CellposeModel(gpu=gpu, pretrained_model=model)
@@ -41,17 +47,17 @@ class CellposeFn:
     callable (pickled) when it has no weights file to reload from.
     """
 
-    model: Any
+    model: Any  # a model name or weights path (str), or a CellposeModel
     gpu: bool = False
     diameter: float | None = None
     channels: tuple[int, ...] | None = None
     channel_axis: int | None = None
-    normalize: Any = True
+    normalize: bool | dict[str, Any] = True
     do_3D: bool | None = None
-    eval_kwargs: dict[str, Any] = field(default_factory=dict)
+    eval_kwargs: dict[str, object] = field(default_factory=dict)
 
     @property
-    def key(self) -> Any:
+    def key(self) -> tuple[str, str, bool] | tuple[str, int]:
         if isinstance(self.model, str):
             return ("cellpose", self.model, bool(self.gpu))
         return ("cellpose", id(self.model))
@@ -62,7 +68,9 @@ class CellposeFn:
             return self.model
         return cached_model(self.key, lambda: _load(self.model, self.gpu))
 
-    def _eval(self, model: Any, x: np.ndarray, channel_axis: int | None, **extra: Any) -> Any:
+    def _eval(
+        self, model: Any, x: NDArray[Any], channel_axis: int | None, **extra: object
+    ) -> NDArray[Any]:
         channels = list(self.channels) if self.channels is not None else None
         with model_lock(self.key):
             result = model.eval(
@@ -74,9 +82,10 @@ class CellposeFn:
                 **extra,
                 **self.eval_kwargs,
             )
-        return result[0]
+        masks: NDArray[Any] = result[0]
+        return masks
 
-    def __call__(self, tile: np.ndarray) -> np.ndarray:
+    def __call__(self, tile: NDArray[Any]) -> NDArray[np.signedinteger[Any]]:
         array, spatial = channels_last(tile, self.channel_axis)
         check_spatial(spatial, PLUGIN)
         model = self.load()
@@ -98,11 +107,11 @@ def cellpose_fn(
     *,
     gpu: bool = False,
     diameter: float | None = None,
-    channels: Any = None,
+    channels: Sequence[int] | None = None,
     channel_axis: int | None = None,
-    normalize: Any = True,
+    normalize: bool | dict[str, Any] = True,
     do_3D: bool | None = None,
-    **eval_kwargs: Any,
+    **eval_kwargs: object,
 ) -> CellposeFn:
     """A picklable ``fn`` that segments a tile with Cellpose.
 

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from patchworks.errors import InvalidParameterError
 from patchworks.plugins._models import cached_model, import_models, model_lock, require
 from patchworks.plugins._planes import as_labels, channels_last, check_spatial, per_plane
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from numpy.typing import NDArray
 
 PLUGIN = "stardist_fn"
 
@@ -24,7 +30,7 @@ def _require() -> None:
     require("stardist", "stardist")
 
 
-def _import_models() -> Any:
+def _import_models() -> ModuleType:
     return import_models("stardist", "stardist")
 
 
@@ -37,7 +43,7 @@ def _load(spec: tuple[str, ...]) -> Any:
     return cls(None, name=name, basedir=spec[2])
 
 
-def _model_spec(model: Any, basedir: Any) -> tuple[str, ...] | None:
+def _model_spec(model: Any, basedir: str | os.PathLike[str] | None) -> tuple[str, ...] | None:
     """(n_dim, name) for a pretrained model, (n_dim, name, basedir) for a saved folder."""
     if isinstance(model, str | os.PathLike) and basedir is not None:
         folder = os.path.join(os.fspath(basedir), os.fspath(model))
@@ -67,15 +73,15 @@ class StarDistFn:
     """A picklable ``fn`` running StarDist; build it with :func:`stardist_fn`."""
 
     spec: tuple[str, ...] | None
-    model: Any = None
+    model: Any = None  # a StarDist2D / StarDist3D object when it has no folder to reload
     normalize: bool = True
     pmin: float = 1.0
     pmax: float = 99.8
     channel_axis: int | None = None
-    predict_kwargs: dict[str, Any] = field(default_factory=dict)
+    predict_kwargs: dict[str, object] = field(default_factory=dict)
 
     @property
-    def key(self) -> Any:
+    def key(self) -> tuple[str, ...] | tuple[str, int]:
         return ("stardist", *self.spec) if self.spec is not None else ("stardist", id(self.model))
 
     def load(self) -> Any:
@@ -85,18 +91,19 @@ class StarDistFn:
         spec = self.spec
         return cached_model(self.key, lambda: _load(spec))
 
-    def _predict(self, model: Any, image: np.ndarray) -> np.ndarray:
+    def _predict(self, model: Any, image: NDArray[Any]) -> NDArray[Any]:
         image = image.astype(np.float32, copy=False)
         if self.normalize:
             from csbdeep.utils import normalize
 
             spatial_axes = tuple(range(image.ndim - (self.channel_axis is not None)))
             image = normalize(image, self.pmin, self.pmax, axis=spatial_axes)
+        labels: NDArray[Any]
         with model_lock(self.key):
             labels, _ = model.predict_instances(image, verbose=False, **self.predict_kwargs)
         return labels
 
-    def __call__(self, tile: np.ndarray) -> np.ndarray:
+    def __call__(self, tile: NDArray[Any]) -> NDArray[np.signedinteger[Any]]:
         array, spatial = channels_last(tile, self.channel_axis)
         check_spatial(spatial, PLUGIN)
         model = self.load()
@@ -117,15 +124,15 @@ class StarDistFn:
 def stardist_fn(
     model_or_name: Any = "2D_versatile_fluo",
     *,
-    basedir: Any = None,
+    basedir: str | os.PathLike[str] | None = None,
     normalize: bool = True,
     pmin: float = 1.0,
     pmax: float = 99.8,
     prob_thresh: float | None = None,
     nms_thresh: float | None = None,
-    n_tiles: Any = None,
+    n_tiles: Sequence[int] | None = None,
     channel_axis: int | None = None,
-    **predict_kwargs: Any,
+    **predict_kwargs: object,
 ) -> StarDistFn:
     """A picklable ``fn`` that segments a tile with StarDist.
 

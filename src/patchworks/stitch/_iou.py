@@ -22,21 +22,88 @@ Who draws each object's final shape in the zones is decided by :mod:`._owners`.
 from __future__ import annotations
 
 import itertools
+import numbers
+import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from patchworks._engine.faces import EMPTY_PAIRS, tag
-from patchworks._plan import Box, Tile, TilePlan
+from patchworks._engine.local import to_local_labels
+from patchworks._engine.merge import MergeInputs
+from patchworks._engine.overlap import check_iou_halo
+from patchworks._engine.tiles import TileJob, TileSummary
 from patchworks._fs import remove_tree
-from patchworks._engine.tiles import TileSummary, to_local_labels
+from patchworks._plan import Box, Tile, TilePlan
+from patchworks.errors import InvalidParameterError
+from patchworks.stitch._owners import Stitched, decide_owners
 
 HALO_DTYPE = np.dtype("uint32")
 
 
 @dataclass(frozen=True)
-class Seams:
+class IoU:
+    """Join labels only where neighbouring tiles' predictions agree.
+
+    Each tile keeps ``fn``'s labels over its whole halo box; two objects of neighbouring
+    tiles are one when their masks agree inside the zone both tiles predict (IoU at least
+    ``threshold``, one-to-one best matches), so two distinct cells pressed together at a
+    seam stay two. Needs ``overlap`` of about one object diameter (docs/stitching.md).
+
+    Parameters
+    ----------
+    threshold : float
+        Smallest IoU, inside a zone, at which two predictions are the same object.
+
+    Examples
+    --------
+    >>> IoU(threshold=0.3).threshold
+    0.3
+    >>> IoU(threshold=0)
+    Traceback (most recent call last):
+    ...
+    patchworks.errors.InvalidParameterError: `iou_threshold` must be a number in (0, 1]; got 0.
+    """
+
+    threshold: float = 0.5
+    name: ClassVar[str] = "iou"
+    keeps_halo: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        t = self.threshold
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0 < float(t) <= 1:
+            raise InvalidParameterError(f"`iou_threshold` must be a number in (0, 1]; got {t!r}.")
+
+    def check_halo(
+        self, halo: tuple[int, ...], overlap: Any, tile_shape: tuple[int, ...], shape: Any
+    ) -> None:
+        check_iou_halo(halo, overlap, tile_shape, shape)
+
+    def begin(self, plan: TilePlan, scratch: str, *, anchor: Any = None) -> IoUSeams:
+        """Create the halo store in ``scratch`` (or reuse a resumed run's, if it fits)."""
+        import zarr
+
+        box = tuple(
+            min(t + 2 * h, n)
+            for t, h, n in zip(plan.tile_shape, plan.halo, plan.shape, strict=True)
+        )
+        path = os.path.join(scratch, "halos.zarr")
+        shape, chunks = (*plan.grid, *box), (1,) * plan.ndim + box
+        threshold = float(self.threshold)
+        if os.path.exists(path):  # resume=True: an interrupted run's halos, if they fit
+            halos = zarr.open_array(path, mode="r+")
+            if halos.shape == shape and halos.chunks == chunks:
+                return IoUSeams(plan=plan, halos=halos, iou_threshold=threshold, anchor=anchor)
+            remove_tree(path)
+        halos = zarr.create_array(
+            store=path, shape=shape, chunks=chunks, dtype=HALO_DTYPE, fill_value=0, write_data=True
+        )
+        return IoUSeams(plan=plan, halos=halos, iou_threshold=threshold, anchor=anchor)
+
+
+@dataclass(frozen=True)
+class IoUSeams:
     """Staged halo predictions of one ``stitch="iou"`` run (picklable, shipped once).
 
     Attributes
@@ -57,14 +124,14 @@ class Seams:
     iou_threshold: float
     anchor: Any = None
 
-    def stage(self, job: Any, tile: Tile, labels: np.ndarray, top: int) -> TileSummary:
+    def stage(self, job: TileJob, tile: Tile, labels: np.ndarray, top: int) -> TileSummary:
         """Tile-stage hook: renumber a tile's halo labels (largest ``top``) to ``1..n``
         and stage them."""
         local = to_local_labels(labels, job.labels_dtype, tile, top=top)
         if local.n:
             halo = local.whole().astype(HALO_DTYPE, copy=False)
             self.halos[self.slot(tile, tile.halo_box)] = halo
-        return TileSummary(index=tile.index, n_labels=local.n)
+        return TileSummary(index=tile.index, n_local=local.n)
 
     def slot(self, tile: Tile, box: Box) -> tuple[Any, ...]:
         """Index into :attr:`halos` of the image box ``box`` (inside ``tile.halo_box``)."""
@@ -78,40 +145,18 @@ class Seams:
         """Local labels that ``tile`` predicted over the image box ``box``."""
         return np.asarray(self.halos[self.slot(tile, box)])
 
-    def stitch(self, executor: Any, counts: np.ndarray, *, sequential: bool, dtype: Any) -> Any:
-        """Match, decide owners and return a :class:`._owners.Stitched` (pipeline entry)."""
-        from patchworks.stitch._owners import decide_owners
-
-        job = MatchJob(seams=self, counts=counts)
-        occupied = [int(i) for i in np.flatnonzero(counts)]
-        matches = executor.map(match_tile, job, occupied, desc="seams")
-        return decide_owners(self, executor, counts, matches, sequential=sequential, dtype=dtype)
-
-
-def create_seams(
-    stitch: str, plan: TilePlan, scratch: str, iou_threshold: float, anchor: Any = None
-) -> Seams | None:
-    """Create the halo store of a ``stitch="iou"`` run in ``scratch`` (None for "touch")."""
-    import os
-
-    import zarr
-
-    if stitch != "iou":
-        return None
-    box = tuple(
-        min(t + 2 * h, n) for t, h, n in zip(plan.tile_shape, plan.halo, plan.shape, strict=True)
-    )
-    path = os.path.join(scratch, "halos.zarr")
-    shape, chunks = (*plan.grid, *box), (1,) * plan.ndim + box
-    if os.path.exists(path):  # resume=True: an interrupted run's halos, if they fit the plan
-        halos = zarr.open_array(path, mode="r+")
-        if halos.shape == shape and halos.chunks == chunks:
-            return Seams(plan=plan, halos=halos, iou_threshold=float(iou_threshold), anchor=anchor)
-        remove_tree(path)
-    halos = zarr.create_array(
-        store=path, shape=shape, chunks=chunks, dtype=HALO_DTYPE, fill_value=0, write_data=True
-    )
-    return Seams(plan=plan, halos=halos, iou_threshold=float(iou_threshold), anchor=anchor)
+    def join(self, inputs: MergeInputs) -> Stitched:
+        """Match neighbouring predictions and decide owners (:mod:`._owners`)."""
+        job = MatchJob(seams=self, counts=inputs.counts)
+        matches = inputs.executor.map(match_tile, job, inputs.occupied, desc="seams")
+        return decide_owners(
+            self,
+            inputs.executor,
+            inputs.counts,
+            matches,
+            sequential=inputs.sequential,
+            dtype=inputs.dtype,
+        )
 
 
 def zone(plan: TilePlan, tile: Tile, other: Tile) -> tuple[Box, Box] | None:
@@ -210,7 +255,7 @@ def match_labels(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
 class MatchJob:
     """Everything a worker needs to match a tile with its neighbours."""
 
-    seams: Seams
+    seams: IoUSeams
     counts: np.ndarray
 
 

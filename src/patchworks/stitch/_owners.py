@@ -126,7 +126,7 @@ def present_tile(job: ComposeJob, index: int) -> tuple[np.ndarray, int]:
     return np.intersect1d(out, job.candidates), int(out.max()) if out.size else 0
 
 
-def write_tile(job: ComposeJob, index: int) -> tuple[np.ndarray, int]:
+def write_composed_tile(job: ComposeJob, index: int) -> tuple[np.ndarray, int]:
     """Compose tile ``index`` and write it to ``job.output``; report as :func:`present_tile`."""
     out = compose_tile(job, index)
     if out.any():
@@ -149,7 +149,7 @@ class Stitched:
     def label_map(self) -> LabelMap:
         return self.job.label_map
 
-    def lazy(self) -> Any:
+    def lazy(self, *, with_ids: bool = True) -> Any:
         """A dask array of final labels, composed on the fly (one chunk per tile)."""
         import dask.array as da
 
@@ -165,7 +165,7 @@ class Stitched:
     def write(self, executor: Any, output: Any) -> LabelMap:
         """Compose and write every tile; return the label map with exact counts."""
         job = dataclasses.replace(self.job, output=output)
-        reports = executor.map(write_tile, job, range(job.seams.plan.n_tiles), desc="relabel")
+        reports = executor.map(write_composed_tile, job, range(job.seams.plan.n_tiles), desc="relabel")
         if job.label_map.sequential:  # absent IDs were already dropped: counts are exact
             return job.label_map
         present = _union(r[0] for r in reports)

@@ -1,0 +1,218 @@
+"""The sub-commands of the ``patchworks`` command line, one ``_cmd_*`` function each.
+
+Each takes the parsed arguments (:func:`patchworks._cli.parser.build_parser`), calls the
+library (``run``: tile_process, ``merge``: merge_tile_labels, ``estimate-empty``, ``info``,
+``preview``), prints what it did and returns the exit code; :data:`COMMANDS` maps the
+sub-command names to them for :func:`patchworks._cli.main.main`. The library is imported
+inside each command, so ``patchworks --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from patchworks._cli.parser import OK, Ints, UsageError, image_kwargs, load_fn, parse_ints
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from patchworks._api import tile_process
+
+    fn = load_fn(args.fn)
+    tile_shape = parse_ints(args.tile_shape, "--tile-shape") if args.tile_shape else None
+    overlap = parse_ints(args.overlap, "--overlap")
+    _ship_fn(fn)
+    if args.dry_run:
+        return _dry_run(args, tile_shape, overlap)
+    _check_destination(args)
+    start = time.perf_counter()
+    tile_process(
+        args.image,
+        fn,
+        tile_shape=tile_shape,
+        overlap=overlap,
+        write_to=args.out,
+        progress=args.progress,
+        sequential_labels=args.sequential_labels,
+        skip_empty=args.skip_empty,
+        empty_threshold=args.empty_threshold,
+        stitch=args.stitch,
+        iou_threshold=args.iou_threshold,
+        connectivity=args.connectivity,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        label_name=args.label_name,
+        output_format=args.output_format,
+        **image_kwargs(args),
+    )
+    where = _written_array(args)
+    meta = _run_meta(where)
+    print(
+        f"wrote {where}: {meta.get('n_labels', '?')} objects in {time.perf_counter() - start:.1f} s"
+    )
+    return OK
+
+
+def _ship_fn(fn: Callable[..., Any]) -> None:
+    """Send fn's module to the cluster's workers when it is the user's own file.
+
+    Workers unpickle ``fn`` by importing its module; a ``seg.py`` next to the user is not
+    on their path, so it is uploaded (``Client.upload_file``). Installed packages are not.
+    """
+    from patchworks._engine.execute import active_client
+
+    client = active_client()
+    module = sys.modules.get(getattr(fn, "__module__", "") or "")
+    path = getattr(module, "__file__", None)
+    if client is None or not path or not path.endswith(".py"):
+        return
+    installed = ("site-packages", "dist-packages", os.path.dirname(os.__file__))
+    if not any(part in os.path.abspath(path) for part in installed):
+        client.upload_file(path)
+
+
+def _check_destination(args: argparse.Namespace) -> None:
+    """Refuse a run whose labels would go nowhere (no --out, input not OME-Zarr)."""
+    if args.out is not None:
+        return
+    from patchworks.io._source import open_image
+
+    source = open_image(args.image, **image_kwargs(args))
+    if source.ome is None or args.output_format == "zarr":
+        raise UsageError(
+            f"--out is needed: {args.image!r} is not an OME-Zarr image, so there "
+            "is no labels/ group to write into."
+        )
+
+
+def _written_array(args: argparse.Namespace) -> str:
+    if args.out is None:
+        return os.path.join(args.image, "labels", args.label_name, "0")
+    ome = os.path.join(args.out, "0")
+    return ome if os.path.isdir(ome) else args.out
+
+
+def _run_meta(path: str) -> dict[str, Any]:
+    import zarr
+
+    try:
+        attrs: dict[str, Any] = dict(zarr.open_array(path, mode="r").attrs)
+        return dict(attrs.get("patchworks", {}))
+    except Exception:  # metadata is informative only
+        return {}
+
+
+def _dry_run(args: argparse.Namespace, tile_shape: Ints, overlap: Ints) -> int:
+    from patchworks._tools.info import describe, format_info
+
+    info = describe(args.image, tile_shape=tile_shape, overlap=overlap, **image_kwargs(args))
+    print(format_info(info))
+    if args.out is not None:
+        target = args.out
+    elif "ome" in info and args.output_format != "zarr":
+        target = os.path.join(args.image, "labels", args.label_name)
+    else:
+        raise UsageError(
+            f"--out is needed: {args.image!r} is not an OME-Zarr image, so there "
+            "is no labels/ group to write into."
+        )
+    if os.path.exists(target) and not (args.overwrite or args.resume):
+        raise UsageError(f"{target!r} already exists; pass --overwrite to replace it.")
+    print(f"output      {target}")
+    print(f"fn          {args.fn}, stitch {args.stitch}")
+    print("dry run: nothing was computed")
+    return OK
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from patchworks._api import merge_tile_labels
+
+    tile_shape = parse_ints(args.tile_shape, "--tile-shape") if args.tile_shape else None
+    merge_tile_labels(
+        args.labeled,
+        input_component=args.component,
+        write_to=args.out,
+        progress=args.progress,
+        sequential_labels=args.sequential_labels,
+        connectivity=args.connectivity,
+        tile_shape=tile_shape,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {args.out}: {_run_meta(args.out).get('n_labels', '?')} objects")
+    return OK
+
+
+def _cmd_estimate_empty(args: argparse.Namespace) -> int:
+    from patchworks._tools.empty import estimate_empty_tiles
+
+    if not args.tile_shape:
+        raise UsageError("--tile-shape is needed for estimate-empty (e.g. 1,512,512).")
+    result = estimate_empty_tiles(
+        args.image,
+        tile_shape=parse_ints(args.tile_shape, "--tile-shape"),
+        threshold=args.threshold,
+        sample_size=args.sample_size,
+        progress=args.progress,
+        **image_kwargs(args),
+    )
+    if args.json:
+        print(json.dumps(result, default=_plain))
+    else:
+        print(
+            f"{result['empty_fraction']:.1%} of tiles are empty (threshold "
+            f"{result['threshold']:g}); pass --skip-empty --empty-threshold "
+            f"{result['threshold']:g} to run to skip them"
+        )
+    return OK
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from patchworks._tools.info import describe, format_info
+
+    tile_shape = parse_ints(args.tile_shape, "--tile-shape") if args.tile_shape else None
+    info = describe(
+        args.image,
+        tile_shape=tile_shape,
+        overlap=parse_ints(args.overlap, "--overlap"),
+        **image_kwargs(args),
+    )
+    print(json.dumps(info, default=_plain, indent=1) if args.json else format_info(info))
+    return OK
+
+
+def _cmd_preview(args: argparse.Namespace) -> int:
+    from patchworks._tools.preview import preview
+
+    tile_shape = parse_ints(args.tile_shape, "--tile-shape") if args.tile_shape else None
+    path = preview(
+        args.image,
+        labels=args.labels,
+        write_to=args.out,
+        plane=args.plane,
+        projection="max" if args.max_projection else None,
+        tile_shape=tile_shape,
+        size=args.size,
+        **image_kwargs(args),
+    )
+    print(f"wrote {path}")
+    return OK
+
+
+def _plain(value: object) -> object:
+    """A value :func:`json.dumps` cannot write (a numpy scalar, a path...) as one it can."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+#: The function of each sub-command.
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _cmd_run,
+    "merge": _cmd_merge,
+    "estimate-empty": _cmd_estimate_empty,
+    "info": _cmd_info,
+    "preview": _cmd_preview,
+}

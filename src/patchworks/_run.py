@@ -1,0 +1,253 @@
+"""The one orchestrator: plan → tiles → faces → label map → relabel and write.
+
+:func:`run` wires the stages for both entry points (``tile_process`` and
+``merge_tile_labels``), from a checked :class:`~patchworks._options.RunSpec`. Each stage
+is a function from the previous stage's result to its own, run by the executor over
+tiles; no stage calls another. The stitch mode decides what each tile keeps and how the
+tiles are joined; the sink decides where the labels go; the run directory
+(:class:`~patchworks._store.resume.OutputRun`) owns the lock, scratch and resume state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from typing import Any
+
+import numpy as np
+
+from patchworks._engine.execute import Executor
+from patchworks._engine.labelmap import LabelMap
+from patchworks._engine.merge import Joined, MergeInputs
+from patchworks._engine.overlap import resolve_overlap
+from patchworks._engine.staged import StagedLabels, TileLabels, UserLabels
+from patchworks._engine.tiles import TileJob, process_tile, scan_label_store, stage_label_block
+from patchworks._fs import fsync_tree, remove_tree
+from patchworks._options import RunSpec, check_picklable, resolve_tile_shape
+from patchworks._plan import TilePlan, normalize_overlap
+from patchworks._store.facestore import FaceIndex
+from patchworks._store.resume import OutputRun, check_resume
+from patchworks._store.staging import Staging, create_staging
+from patchworks._version import __version__
+from patchworks.io import Output
+from patchworks.io._zarr import create_label_array
+from patchworks.io._zarr_sink import mark_complete, open_result, publish
+
+logger = logging.getLogger(__name__)
+
+
+def run(spec: RunSpec) -> Any:
+    """Run ``spec`` to the end; return the labels (NumPy with ``compute``, else dask)."""
+    executor = Executor(progress=spec.progress, retries=spec.retries)
+    if executor.client is not None and spec.fn is not None:
+        check_picklable(spec.fn)
+    output = _open_output(spec)
+    target = output.target if output is not None else None
+    resume = check_resume(spec.resume, target)
+    out = OutputRun(
+        target,
+        resume=resume,
+        overwrite=spec.overwrite,
+        temp_dir=spec.temp_dir,
+        keep_temp=spec.keep_temp,
+    )
+    try:
+        plan = spec.plan or _plan(spec, out, executor)  # stage 1
+        fingerprint = _fingerprint(spec, out, plan)
+        if out.finished(fingerprint):
+            result = out.finished_result(compute=spec.compute)
+            return _finish(output, executor, plan, result, compute=spec.compute)
+        staging = _staging(spec, out, plan, fingerprint)
+        labels = _tile_labels(spec, staging, plan)
+        seams = spec.stitcher.begin(plan, staging.scratch, anchor=staging.labels)
+        job = TileJob(
+            plan=plan,
+            staging=staging,
+            labels_dtype=spec.dtype,
+            labels=labels,
+            seams=seams,
+            source=spec.source,
+            fn=spec.fn,
+            skip_empty=spec.skip_empty,
+            empty_threshold=spec.empty_threshold,
+        )
+        summaries = _stage_tiles(spec, out, executor, job)  # stage 2
+        inputs = MergeInputs(
+            plan=plan,
+            staging=staging,
+            labels=labels,
+            counts=np.array([s.n_local for s in summaries], dtype=np.int64),
+            faces=FaceIndex.of([s.faces for s in summaries]),
+            executor=executor,
+            sequential=spec.sequential,
+            dtype=spec.dtype,
+        )
+        info = _tile_info(spec, plan, summaries, out)
+        del summaries  # ~600 B per tile; the counts and the face index hold what is needed
+        joined = seams.join(inputs)  # stages 3 and 4
+        label_map = joined.label_map
+        logger.info(
+            "merge: %d objects, %d boundary objects",
+            label_map.n_labels,
+            label_map.boundary_ids.size,
+        )
+        if not labels.keeps_ids and not resume:  # resume keeps faces until published
+            remove_tree(staging.faces.root)
+        if output is None:
+            result = _lazy_result(joined, labels, staging, compute=spec.compute)  # stage 5
+            out.close()
+            return result
+        built = _output_array(labels, staging, plan, spec.dtype, resumable=resume)
+        label_map = joined.write(executor, built)  # stage 5
+        _publish(built, output.target, _run_info(spec, label_map, info), staging, durable=resume)
+        out.close()
+        result = open_result(output.target, compute=spec.compute)
+        return _finish(output, executor, plan, result, compute=spec.compute)
+    except BaseException:
+        out.abort()
+        if output is not None:
+            output.abort(keep=resume or spec.keep_temp)
+        raise
+
+
+def _open_output(spec: RunSpec) -> Output | None:
+    if spec.sink is None:
+        return None
+    return spec.sink.open(
+        spec.image, spec.source, dtype=spec.dtype, overwrite=spec.overwrite, resume=spec.resume
+    )
+
+
+def _plan(spec: RunSpec, out: OutputRun, executor: Executor) -> TilePlan:
+    """Stage 1: the tiles of ``tile_process`` (a resumed run keeps its tile shape)."""
+    tiles = out.stored_tile_shape(spec.tile_shape) or resolve_tile_shape(
+        spec.tile_shape, spec.source, n_tasks=executor.n_workers, use_gpu=spec.use_gpu
+    )
+    overlap = resolve_overlap(spec.overlap, spec.source, spec.fn, tiles)
+    halo = normalize_overlap(overlap, tiles)
+    spec.stitcher.check_halo(halo, overlap, tiles, spec.source.shape)
+    plan = TilePlan(shape=spec.source.shape, tile_shape=tiles, halo=halo)
+    logger.info("tile_process: %d tiles of %s over %s", plan.n_tiles, tiles, spec.source.shape)
+    return plan
+
+
+def _fingerprint(spec: RunSpec, out: OutputRun, plan: TilePlan) -> dict[str, Any] | None:
+    if spec.input != "image":
+        return None
+    return out.fingerprint(
+        spec.image,
+        spec.source,
+        spec.fn,
+        plan,
+        labels_dtype=spec.dtype,
+        skip_empty=spec.skip_empty,
+        empty_threshold=spec.empty_threshold,
+        stitch=spec.stitcher.name,
+    )
+
+
+def _staging(
+    spec: RunSpec, out: OutputRun, plan: TilePlan, fingerprint: dict[str, Any] | None
+) -> Staging:
+    if spec.input == "image":
+        return out.staging(plan, spec.dtype, fingerprint)
+    return create_staging(
+        plan,
+        labels_path=None,
+        labels_dtype=spec.dtype,
+        scratch=out.new_scratch(),
+        stage_labels=spec.input == "blocks",
+    )
+
+
+def _tile_labels(spec: RunSpec, staging: Staging, plan: TilePlan) -> TileLabels:
+    """Where the tile stage leaves local labels: staged by us, or the user's store."""
+    if staging.labels is not None:
+        return StagedLabels(staging.labels, plan.tile_shape)
+    return UserLabels(spec.source.array, plan.tile_shape)
+
+
+def _stage_tiles(spec: RunSpec, out: OutputRun, executor: Executor, job: TileJob) -> list[Any]:
+    """Stage 2: ``fn`` per tile, each dask block computed once, or a user's store scanned."""
+    n_tiles = job.plan.n_tiles
+    if spec.input == "image":
+        return out.run_tiles(executor, process_tile, job, n_tiles)
+    if spec.input == "store":
+        return executor.map(scan_label_store, job, range(n_tiles), desc="tiles")
+    import dask
+
+    blocks = spec.blocks.to_delayed().ravel()
+    shared = dask.delayed(job, traverse=False)
+    stage = dask.delayed(stage_label_block, pure=True)
+    return executor.compute(
+        [stage(shared, index, block) for index, block in enumerate(blocks)], desc="tiles"
+    )
+
+
+def _tile_info(
+    spec: RunSpec, plan: TilePlan, summaries: list[Any], out: OutputRun
+) -> dict[str, Any]:
+    info: dict[str, Any] = {"tile_shape": list(plan.tile_shape), "stitch": spec.stitcher.name}
+    if spec.input == "image":
+        info["overlap"] = list(plan.halo)
+        info["skipped_tiles"] = int(sum(s.skipped for s in summaries))
+        info.update(out.info())
+    return info
+
+
+def _lazy_result(joined: Joined, labels: TileLabels, staging: Staging, *, compute: bool) -> Any:
+    """Stage 5 without an output: final labels computed on demand (or now, ``compute``)."""
+    # The IDs live in scratch: only a result computed now may use them.
+    lazy = joined.lazy(with_ids=compute)
+    if compute:
+        result = np.asarray(lazy.compute())
+        remove_tree(staging.scratch)
+        return result
+    if labels.in_place:  # staged labels back the result: keep them while it lives
+        weakref.finalize(labels.array, remove_tree, staging.scratch)
+    else:
+        remove_tree(staging.scratch)  # only faces were staged; the user's store backs it
+    return lazy
+
+
+def _output_array(
+    labels: TileLabels, staging: Staging, plan: TilePlan, dtype: np.dtype, *, resumable: bool
+) -> Any:
+    """The array stage 5 writes: over the staged labels, or a new one (a resumable run
+    keeps its staged labels intact until the output is published)."""
+    if labels.in_place and not resumable:
+        return labels.array
+    name = "output.zarr" if labels.in_place else "labels.zarr"
+    return create_label_array(
+        os.path.join(staging.scratch, name), plan.shape, plan.tile_shape, dtype
+    )
+
+
+def _run_info(spec: RunSpec, label_map: LabelMap, info: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": __version__,
+        "n_labels": int(label_map.n_labels),
+        "max_label": int(label_map.max_label),
+        "sequential_labels": bool(spec.sequential),
+        "connectivity": int(spec.connectivity),
+        **info,
+    }
+
+
+def _publish(
+    built: Any, target: str, info: dict[str, Any], staging: Staging, *, durable: bool
+) -> None:
+    """Mark the built array complete and move it to ``target`` (its last writes)."""
+    if durable:
+        fsync_tree(str(built.store.root))
+    mark_complete(built, info)
+    publish(str(built.store.root), target, staging.scratch)
+    remove_tree(staging.scratch)
+
+
+def _finish(
+    output: Output | None, executor: Executor, plan: TilePlan, result: Any, *, compute: bool
+) -> Any:
+    """The user's result: the published labels, completed by the sink (a pyramid...)."""
+    return output.finish(executor, plan, result, compute=compute) if output else result
