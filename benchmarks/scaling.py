@@ -78,7 +78,10 @@ def image_run(image: str, tile: int, workers: int) -> dict:
 
 def synthetic(n_tiles: int, boundary_per_tile: int, seed: int = 0) -> dict:
     """Label map for ``n_tiles`` tiles whose boundary objects pair with the next tile's."""
-    from patchworks._engine.faces import tag
+    try:  # the layered package (0.3)
+        from patchworks._engine.local import tag
+    except ImportError:
+        from patchworks._faces import tag  # type: ignore[no-redef]
     from patchworks._engine.labelmap import build_label_map
 
     rng = np.random.default_rng(seed)

@@ -6,8 +6,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from patchworks._engine.faces import TAG_SHIFT, cross_offsets
+from patchworks._engine.faces import cross_offsets
 from patchworks._engine.labelmap import build_label_map
+from patchworks._engine.local import TAG_SHIFT
 
 
 @st.composite

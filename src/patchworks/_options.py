@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 from patchworks._engine.autosize import auto_tile_shape, tile_budget
 from patchworks._engine.overlap import halo_plan
@@ -40,7 +41,7 @@ class RunSpec:
     input: InputKind
     stitcher: Stitcher
     connectivity: int  # recorded in the output's metadata
-    dtype: np.dtype
+    dtype: np.dtype[Any]
     sink: Sink | None  # None: the labels are returned, not written
     compute: bool
     progress: bool
@@ -50,7 +51,7 @@ class RunSpec:
     temp_dir: str | None
     keep_temp: bool
     retries: int
-    fn: Callable[[np.ndarray], Any] | None = None
+    fn: Callable[[NDArray[Any]], Any] | None = None
     tile_shape: Any = None  # tile_process: tuple, None or "auto", resolved by the run
     overlap: Any = 0  # tile_process: int, tuple or "auto", resolved by the run
     use_gpu: bool = False
@@ -241,7 +242,7 @@ def check_iou_threshold(iou_threshold: Any) -> None:
         )
 
 
-def check_dtype(dtype: Any) -> np.dtype:
+def check_dtype(dtype: Any) -> np.dtype[Any]:
     try:
         resolved = np.dtype(dtype)
     except TypeError:

@@ -175,11 +175,11 @@ def _stage_tiles(spec: RunSpec, out: OutputRun, executor: Executor, job: TileJob
         return out.run_tiles(executor, process_tile, job, n_tiles)
     if spec.input == "store":
         return executor.map(scan_label_store, job, range(n_tiles), desc="tiles")
-    import dask
+    from dask.delayed import delayed
 
     blocks = spec.blocks.to_delayed().ravel()
-    shared = dask.delayed(job, traverse=False)
-    stage = dask.delayed(stage_label_block, pure=True)
+    shared = delayed(job, traverse=False)
+    stage = delayed(stage_label_block, pure=True)
     return executor.compute(
         [stage(shared, index, block) for index, block in enumerate(blocks)], desc="tiles"
     )
@@ -212,7 +212,7 @@ def _lazy_result(joined: Joined, labels: TileLabels, staging: Staging, *, comput
 
 
 def _output_array(
-    labels: TileLabels, staging: Staging, plan: TilePlan, dtype: np.dtype, *, resumable: bool
+    labels: TileLabels, staging: Staging, plan: TilePlan, dtype: np.dtype[Any], *, resumable: bool
 ) -> Any:
     """The array stage 5 writes: over the staged labels, or a new one (a resumable run
     keeps its staged labels intact until the output is published)."""

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy as np
+from numpy.typing import NDArray
 
 if TYPE_CHECKING:
     import os
@@ -17,10 +18,10 @@ if TYPE_CHECKING:
 PathLike: TypeAlias = "str | os.PathLike[str]"
 #: An image: a path or URL to a zarr array or group (OME-Zarr too) or a TIFF file, or an
 #: in-memory or lazy array.
-ImageLike: TypeAlias = "str | os.PathLike[str] | np.ndarray | da.Array | zarr.Array"
+ImageLike: TypeAlias = "str | os.PathLike[str] | NDArray[Any] | da.Array | zarr.Array[Any]"
 #: ``fn(tile) -> labels``: integer labels with the tile's spatial shape (a NumPy array, or
 #: any array NumPy can take: CuPy, PyTorch, dask).
-TileFunction: TypeAlias = Callable[[np.ndarray], Any]
+TileFunction: TypeAlias = Callable[[NDArray[Any]], Any]
 #: A tile's core size per axis, ``None`` (the storage chunks) or ``"auto"``.
 TileShapeLike: TypeAlias = Sequence[int] | Literal["auto"] | None
 #: A halo in voxels, per axis or for all, or ``"auto"`` (about one object diameter).

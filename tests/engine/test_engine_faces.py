@@ -10,15 +10,14 @@ from scipy import ndimage as ndi
 
 from patchworks._engine.faces import (
     EMPTY_PAIRS,
-    TAG_SHIFT,
     FaceJob,
     FaceTask,
     cross_offsets,
     plan_face_tasks,
     plane_pairs,
-    tag,
     unique_rows,
 )
+from patchworks._engine.local import TAG_SHIFT, tag
 from patchworks._plan import TilePlan
 from patchworks._store.facestore import FaceIndex, FaceStore, face_planes
 

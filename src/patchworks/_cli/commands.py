@@ -15,9 +15,14 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from patchworks._cli.parser import OK, Ints, UsageError, image_kwargs, load_fn, parse_ints
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from patchworks._typing import OverlapLike, TileShapeLike
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -34,8 +39,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     tile_process(
         args.image,
         fn,
-        tile_shape=tile_shape,
-        overlap=overlap,
+        tile_shape=cast("TileShapeLike", tile_shape),  # parse_ints's values are checked there
+        overlap=cast("OverlapLike", overlap),
         write_to=args.out,
         progress=args.progress,
         sequential_labels=args.sequential_labels,
@@ -110,7 +115,12 @@ def _run_meta(path: str) -> dict[str, Any]:
 def _dry_run(args: argparse.Namespace, tile_shape: Ints, overlap: Ints) -> int:
     from patchworks._tools.info import describe, format_info
 
-    info = describe(args.image, tile_shape=tile_shape, overlap=overlap, **image_kwargs(args))
+    info = describe(
+        args.image,
+        tile_shape=cast("TileShapeLike", tile_shape),
+        overlap=cast("OverlapLike", overlap),
+        **image_kwargs(args),
+    )
     print(format_info(info))
     if args.out is not None:
         target = args.out
@@ -140,7 +150,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
         progress=args.progress,
         sequential_labels=args.sequential_labels,
         connectivity=args.connectivity,
-        tile_shape=tile_shape,
+        tile_shape=cast("tuple[int, ...] | None", tile_shape),
         overwrite=args.overwrite,
     )
     print(f"wrote {args.out}: {_run_meta(args.out).get('n_labels', '?')} objects")
@@ -154,7 +164,7 @@ def _cmd_estimate_empty(args: argparse.Namespace) -> int:
         raise UsageError("--tile-shape is needed for estimate-empty (e.g. 1,512,512).")
     result = estimate_empty_tiles(
         args.image,
-        tile_shape=parse_ints(args.tile_shape, "--tile-shape"),
+        tile_shape=cast("TileShapeLike", parse_ints(args.tile_shape, "--tile-shape")),
         threshold=args.threshold,
         sample_size=args.sample_size,
         progress=args.progress,
@@ -177,8 +187,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     tile_shape = parse_ints(args.tile_shape, "--tile-shape") if args.tile_shape else None
     info = describe(
         args.image,
-        tile_shape=tile_shape,
-        overlap=parse_ints(args.overlap, "--overlap"),
+        tile_shape=cast("TileShapeLike", tile_shape),
+        overlap=cast("OverlapLike", parse_ints(args.overlap, "--overlap")),
         **image_kwargs(args),
     )
     print(json.dumps(info, default=_plain, indent=1) if args.json else format_info(info))
@@ -195,7 +205,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
         write_to=args.out,
         plane=args.plane,
         projection="max" if args.max_projection else None,
-        tile_shape=tile_shape,
+        tile_shape=cast("Sequence[int] | None", tile_shape),
         size=args.size,
         **image_kwargs(args),
     )

@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
+from patchworks._engine.local import tag
 from patchworks._plan import TilePlan
 from patchworks._store.facestore import SLAB_DTYPE, FaceIndex, FaceReader, FaceStore
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, NDArray
 
-TAG_SHIFT = 32
 EMPTY_PAIRS = np.empty((0, 2), dtype=np.int64)
 #: Voxels of one side of a boundary plane that one task assembles (1 MiB of uint32; with
 #: its masks, indices and pairs a task stays under about 20 MiB whatever the image size).
@@ -80,12 +80,6 @@ def cross_offsets(ndim: int, axis: int, connectivity: int) -> list[tuple[int, ..
         for delta in itertools.product((-1, 0, 1), repeat=others)
         if sum(d != 0 for d in delta) <= connectivity - 1
     ]
-
-
-def tag(
-    tile_index: NDArray[np.integer[Any]] | int, local: NDArray[np.integer[Any]]
-) -> NDArray[np.int64]:
-    return (np.asarray(tile_index, dtype=np.int64) << TAG_SHIFT) | local.astype(np.int64)
 
 
 def plan_face_tasks(

@@ -23,13 +23,10 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from patchworks._engine.faces import TAG_SHIFT
-from patchworks.errors import LabelOverflowError
+from patchworks._engine.local import check_label_count, provisional_ids, provisional_offsets
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, NDArray
-
-_LOCAL_MASK = (1 << TAG_SHIFT) - 1
 
 
 @dataclass(frozen=True)
@@ -89,12 +86,6 @@ class LabelMap:
         return final.astype(dtype, copy=False)
 
 
-def provisional_ids(tagged: NDArray[np.int64], offsets: NDArray[np.int64]) -> NDArray[np.int64]:
-    """Turn tagged ``tile << 32 | local`` labels into provisional IDs."""
-    ids: NDArray[np.int64] = offsets[tagged >> TAG_SHIFT] + (tagged & _LOCAL_MASK)
-    return ids
-
-
 def build_label_map(
     counts: ArrayLike,
     pairs: NDArray[np.integer[Any]],
@@ -107,8 +98,7 @@ def build_label_map(
     ``pairs`` may list a pair several times and in either order; the result is the same.
     """
     counts = np.asarray(counts, dtype=np.int64)
-    offsets = np.zeros(counts.size + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    offsets = provisional_offsets(counts)
     total = int(offsets[-1])
 
     if pairs.size:
@@ -129,14 +119,13 @@ def build_label_map(
 
     n_labels = total - merged_away.size
     max_label = n_labels if sequential else _largest_survivor(total, merged_away)
-    info = np.iinfo(np.dtype(dtype))
-    if max_label > info.max:
-        raise LabelOverflowError(
-            f"the merged image has {n_labels} objects (largest label {max_label}), more than "
-            f"the output `dtype` {np.dtype(dtype)} can hold ({info.max}); pass dtype='int64'"
-            + ("" if sequential or n_labels > info.max else " or sequential_labels=True")
-            + "."
-        )
+    fits_sequential = n_labels <= np.iinfo(np.dtype(dtype)).max
+    check_label_count(
+        max_label,
+        dtype,
+        f"the merged image has {n_labels} objects (largest label {max_label})",
+        hint="" if sequential or not fits_sequential else " or sequential_labels=True",
+    )
     return LabelMap(
         offsets=offsets,
         boundary_ids=nodes,

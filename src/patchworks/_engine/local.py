@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import fastremap
 import numpy as np
+from numpy.typing import NDArray
 
 from patchworks._plan import Tile
 from patchworks._store.chunkio import reusable
@@ -36,12 +37,15 @@ TAG_SHIFT = 32
 _LOCAL_MASK = (1 << TAG_SHIFT) - 1
 
 
-def tag(tile_index: int, local: np.ndarray) -> np.ndarray:
-    """Tagged labels ``tile_index << TAG_SHIFT | local`` (int64), unique across tiles."""
-    return (np.int64(tile_index) << TAG_SHIFT) | local.astype(np.int64)
+def tag(
+    tile_index: NDArray[np.integer[Any]] | int, local: NDArray[np.integer[Any]]
+) -> NDArray[np.int64]:
+    """Tagged labels ``tile_index << TAG_SHIFT | local`` (int64), unique across tiles
+    (``tile_index`` one tile, or one per label)."""
+    return (np.asarray(tile_index, dtype=np.int64) << TAG_SHIFT) | local.astype(np.int64)
 
 
-def provisional_offsets(counts: np.ndarray) -> np.ndarray:
+def provisional_offsets(counts: NDArray[np.integer[Any]]) -> NDArray[np.int64]:
     """``offsets[t]``, added to tile ``t``'s local labels, gives provisional IDs: the
     running sum of the tiles' label counts (``n_tiles + 1`` entries, int64)."""
     counts = np.asarray(counts, dtype=np.int64)
@@ -50,12 +54,12 @@ def provisional_offsets(counts: np.ndarray) -> np.ndarray:
     return offsets
 
 
-def provisional_ids(tagged: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def provisional_ids(tagged: NDArray[np.int64], offsets: NDArray[np.int64]) -> NDArray[np.int64]:
     """Turn tagged ``tile << TAG_SHIFT | local`` labels into provisional IDs."""
-    return offsets[tagged >> TAG_SHIFT] + (tagged & _LOCAL_MASK)
+    return cast("NDArray[np.int64]", offsets[tagged >> TAG_SHIFT] + (tagged & _LOCAL_MASK))
 
 
-def check_label_count(n_labels: int, dtype: np.dtype | str, what: str, hint: str = "") -> None:
+def check_label_count(n_labels: int, dtype: np.dtype[Any] | str, what: str, hint: str = "") -> None:
     """Raise :class:`~patchworks.errors.LabelOverflowError` when ``n_labels`` labels (the
     largest of them, for a gappy map) do not fit ``dtype``; ``what`` says whose they are."""
     info = np.iinfo(np.dtype(dtype))
@@ -87,19 +91,19 @@ class LocalLabels:
     """
 
     n: int
-    ids: np.ndarray  # ids[local - 1] is the label that became local label ``local``
-    labels: np.ndarray  # the tile's labels, in the narrowest type that holds them
-    table: np.ndarray | None = None
-    renumbered: np.ndarray | None = None
+    ids: NDArray[Any]  # ids[local - 1] is the label that became local label ``local``
+    labels: NDArray[Any]  # the tile's labels, in the narrowest type that holds them
+    table: NDArray[Any] | None = None
+    renumbered: NDArray[Any] | None = None
     runs: LabelRuns | None = None  # the runs of ``labels``, when they are long (dense IDs)
 
-    def whole(self) -> np.ndarray:
+    def whole(self) -> NDArray[Any]:
         """The tile's local labels."""
         if self.renumbered is not None:
             return self.renumbered
         return self.labels if self.table is None else self.table[self.labels]
 
-    def run_lengths(self) -> tuple[np.ndarray, np.ndarray] | None:
+    def run_lengths(self) -> tuple[NDArray[Any], NDArray[Any]] | None:
         """The tile's local labels as runs of the C-order flattened tile: the length of
         every run and its local label; None when the runs were too short to keep."""
         if self.runs is None:
@@ -108,7 +112,7 @@ class LocalLabels:
         values = self.runs.values
         return lengths, (values if self.table is None else self.table[values])
 
-    def faces(self) -> list[np.ndarray]:
+    def faces(self) -> list[NDArray[Any]]:
         """The tile's :func:`face_planes`, in local labels (only they are mapped)."""
         if self.renumbered is not None:
             return face_planes(self.renumbered)
@@ -117,7 +121,7 @@ class LocalLabels:
 
 
 def to_local_labels(
-    labels: np.ndarray, labels_dtype: np.dtype, tile: Tile, *, top: int | None = None
+    labels: NDArray[Any], labels_dtype: np.dtype[Any], tile: Tile, *, top: int | None = None
 ) -> LocalLabels:
     """Find the labels of a tile and how they become local labels ``1..n``.
 
@@ -145,7 +149,7 @@ def to_local_labels(
         present = np.zeros(top + 1, dtype=bool)
         present[runs.values] = True
         present[0] = False
-        ids = np.flatnonzero(present)
+        ids: NDArray[np.integer[Any]] = np.flatnonzero(present)
         if not ids.size or ids[-1] == ids.size:  # already 1..n
             table = None
         else:
@@ -189,12 +193,12 @@ class LabelRuns:
     (False, [3, 0, 1, 3])
     """
 
-    starts: np.ndarray
-    values: np.ndarray
+    starts: NDArray[np.intp]
+    values: NDArray[Any]
     long: bool  # mean run length at least MIN_MEAN_RUN voxels
 
     @classmethod
-    def of(cls, flat: np.ndarray) -> LabelRuns:
+    def of(cls, flat: NDArray[Any]) -> LabelRuns:
         changes = reusable("starts", flat.shape, bool)
         changes[:1] = True
         np.not_equal(flat[1:], flat[:-1], out=changes[1:])
@@ -205,7 +209,7 @@ class LabelRuns:
         return cls(starts=starts, values=values, long=bool(long))
 
 
-def _ids_of(mapping: dict[Any, Any]) -> np.ndarray:
+def _ids_of(mapping: dict[Any, Any]) -> NDArray[np.uint64]:
     """The label that became each local label ``1..n`` (``ids[local - 1]``)."""
     n = len(mapping) - (0 in mapping)  # the mapping always holds 0 -> 0
     ids = np.zeros(n, dtype=np.uint64)
@@ -215,7 +219,7 @@ def _ids_of(mapping: dict[Any, Any]) -> np.ndarray:
     return ids
 
 
-def expand_runs(values: np.ndarray, lengths: np.ndarray, lut: np.ndarray) -> Any:
+def expand_runs(values: NDArray[Any], lengths: NDArray[Any], lut: NDArray[Any]) -> NDArray[Any]:
     """Final labels, flattened, from staged runs of local labels (``values``, ``lengths``).
 
     Only the runs' labels go through the table (a few percent of the voxels); expanding
@@ -225,13 +229,15 @@ def expand_runs(values: np.ndarray, lengths: np.ndarray, lut: np.ndarray) -> Any
     return np.repeat(lut[values], lengths)
 
 
-def _check_in_table(labels: np.ndarray, lut: np.ndarray) -> None:
+def _check_in_table(labels: NDArray[np.integer[Any]], lut: NDArray[np.integer[Any]]) -> None:
     """Raise if a label is outside ``lut`` (the lookups do not check bounds)."""
     if labels.size and int(labels.max()) >= lut.size:
         raise IndexError(f"label {int(labels.max())} outside a table of {lut.size}")
 
 
-def apply_lut(local: np.ndarray, lut: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def apply_lut(
+    local: NDArray[Any], lut: NDArray[Any], out: NDArray[Any] | None = None
+) -> NDArray[Any]:
     """``lut[local]``, into ``out`` when given.
 
     The labels are widened into ``out`` and remapped there in place by fastremap's C++
@@ -249,7 +255,7 @@ def apply_lut(local: np.ndarray, lut: np.ndarray, out: np.ndarray | None = None)
     _check_in_table(local, lut)
     if lut.dtype.itemsize not in (4, 8):  # 1- and 2-byte outputs: NumPy's gather
         if out is None:
-            return lut[local]
+            return cast("NDArray[Any]", lut[local])
         out[...] = lut[local]
         return out
     if out is None:
@@ -274,7 +280,7 @@ def apply_lut(local: np.ndarray, lut: np.ndarray, out: np.ndarray | None = None)
     return out
 
 
-def _pair_table(lut: np.ndarray) -> np.ndarray:
+def _pair_table(lut: NDArray[Any]) -> NDArray[Any]:
     """For a table of 4-byte labels (at most 256 entries): the table that maps two one-byte
     local labels ``a, b``, read together as the little-endian uint16 ``a + 256 * b``, to
     the little-endian uint64 holding ``lut[a]`` then ``lut[b]`` (so the two final labels

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from patchworks._engine.execute import Executor
 from patchworks._engine.labelmap import LabelMap
@@ -28,11 +29,11 @@ class MergeInputs:
     plan: TilePlan
     staging: Staging
     labels: TileLabels
-    counts: np.ndarray  # local labels per tile (int64)
+    counts: NDArray[Any]  # local labels per tile (int64)
     faces: FaceIndex  # where each tile's face slabs are
     executor: Executor
     sequential: bool
-    dtype: np.dtype
+    dtype: np.dtype[Any]
 
     @property
     def occupied(self) -> list[int]:

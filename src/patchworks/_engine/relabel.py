@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from patchworks._engine.labelmap import LabelMap
 from patchworks._engine.staged import TileLabels
@@ -34,12 +35,12 @@ class RelabelJob:
     plan: TilePlan
     label_map: LabelMap
     labels: TileLabels
-    dtype: np.dtype
+    dtype: np.dtype[Any]
     output: Any = None
     faces: FaceStore | None = None
     face_index: FaceIndex | None = None
 
-    def label_ids(self, index: int) -> np.ndarray | None:
+    def label_ids(self, index: int) -> NDArray[Any] | None:
         """The user's label of each local label of tile ``index``, when they were kept."""
         if not self.labels.keeps_ids or self.faces is None or self.face_index is None:
             return None
@@ -63,8 +64,8 @@ def relabel_tile(job: RelabelJob, index: int) -> None:
 
 
 def final_labels(
-    job: RelabelJob, index: int, *, block: np.ndarray | None = None, reuse: bool = False
-) -> np.ndarray:
+    job: RelabelJob, index: int, *, block: NDArray[Any] | None = None, reuse: bool = False
+) -> NDArray[Any]:
     """Final labels of tile ``index``, from ``block`` (its labels, already read) or from
     wherever the tile stage left them. With ``reuse`` the result may live in this thread's
     reusable buffers (valid until its next tile)."""
@@ -83,12 +84,12 @@ def final_labels(
     return job.labels.final(tile, lut, ids, out)
 
 
-def _relabel_block(block: np.ndarray, job: RelabelJob, block_info: Any = None) -> np.ndarray:
+def _relabel_block(block: NDArray[Any], job: RelabelJob, block_info: Any = None) -> NDArray[Any]:
     position = block_info[0]["chunk-location"]
     return final_labels(job, job.plan.index(position), block=block)
 
 
-def _relabel_staged_tile(job: RelabelJob, block_info: Any = None) -> np.ndarray:
+def _relabel_staged_tile(job: RelabelJob, block_info: Any = None) -> NDArray[Any]:
     position = tuple(block_info[None]["chunk-location"])
     return final_labels(job, job.plan.index(position))
 
@@ -100,14 +101,14 @@ def lazy_relabel(job: RelabelJob) -> Any:
 
     meta = np.empty((0,) * job.plan.ndim, dtype=job.dtype)
     if job.labels.per_tile:  # one task per staged tile, which reads itself
-        chunks = da.core.normalize_chunks(job.plan.tile_shape, job.plan.shape)
-        return da.map_blocks(
+        chunks = da.core.normalize_chunks(job.plan.tile_shape, job.plan.shape)  # type: ignore[no-untyped-call]  # dask: unannotated
+        return da.map_blocks(  # type: ignore[no-untyped-call]  # dask: unannotated
             _relabel_staged_tile, job=job, chunks=chunks, dtype=job.dtype, meta=meta
         )
     array = job.labels.array
     if isinstance(array, zarr.Array):
-        labels = da.from_zarr(array)
+        labels = da.from_zarr(array)  # type: ignore[no-untyped-call]  # dask: unannotated
     else:
-        labels = da.asarray(array, chunks=job.plan.tile_shape)
+        labels = da.asarray(array, chunks=job.plan.tile_shape)  # type: ignore[no-untyped-call]  # dask: unannotated
     labels = labels.rechunk(job.plan.tile_shape)
     return labels.map_blocks(_relabel_block, job=job, dtype=job.dtype, meta=meta)

@@ -22,6 +22,7 @@ from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from patchworks._engine.local import (
     LocalLabels,
@@ -59,14 +60,14 @@ class TileLabels(Protocol):
         dask blocks of :attr:`array` (:meth:`map_block`)."""
         ...
 
-    def keep(self, staging: Staging, tile: Tile, local: LocalLabels) -> np.ndarray | None:
+    def keep(self, staging: Staging, tile: Tile, local: LocalLabels) -> NDArray[Any] | None:
         """Tile stage: keep a tile's local labels; return the IDs to keep with its faces
         (None when the staged labels are all the relabel stage needs)."""
         ...
 
     def final(
-        self, tile: Tile, lut: np.ndarray, ids: np.ndarray | None, out: np.ndarray | None
-    ) -> np.ndarray:
+        self, tile: Tile, lut: NDArray[Any], ids: NDArray[Any] | None, out: NDArray[Any] | None
+    ) -> NDArray[Any]:
         """Relabel stage: read ``tile``'s labels and map them through ``lut``
         (``lut[local]`` is the final label; ``ids[local - 1]`` the label it came from)."""
         ...
@@ -74,11 +75,11 @@ class TileLabels(Protocol):
     def map_block(
         self,
         tile: Tile,
-        block: np.ndarray,
-        lut: np.ndarray,
-        ids: np.ndarray | None,
-        out: np.ndarray | None,
-    ) -> np.ndarray:
+        block: NDArray[Any],
+        lut: NDArray[Any],
+        ids: NDArray[Any] | None,
+        out: NDArray[Any] | None,
+    ) -> NDArray[Any]:
         """Map a tile's block of labels, already read, through ``lut``."""
         ...
 
@@ -101,15 +102,15 @@ class StagedLabels:
     def per_tile(self) -> bool:
         return self.io is not None  # runs are read by chunk, not as a dask block
 
-    def keep(self, staging: Staging, tile: Tile, local: LocalLabels) -> np.ndarray | None:
+    def keep(self, staging: Staging, tile: Tile, local: LocalLabels) -> NDArray[Any] | None:
         runs = local.run_lengths() if staging.runs_allowed else None
         voxels = local.whole() if runs is None else None
         staging.write_labels(tile.position, tile.core, local.n, runs=runs, voxels=voxels)
         return None
 
     def final(
-        self, tile: Tile, lut: np.ndarray, ids: np.ndarray | None, out: np.ndarray | None
-    ) -> np.ndarray:
+        self, tile: Tile, lut: NDArray[Any], ids: NDArray[Any] | None, out: NDArray[Any] | None
+    ) -> NDArray[Any]:
         runs = self.io.read_runs(tile.position) if self.io is not None else None
         if runs is not None:  # staged as runs: map each run's label, then expand the runs
             return expand_runs(*runs, lut).reshape(tile.core_shape)
@@ -122,11 +123,11 @@ class StagedLabels:
     def map_block(
         self,
         tile: Tile,
-        block: np.ndarray,
-        lut: np.ndarray,
-        ids: np.ndarray | None,
-        out: np.ndarray | None,
-    ) -> np.ndarray:
+        block: NDArray[Any],
+        lut: NDArray[Any],
+        ids: NDArray[Any] | None,
+        out: NDArray[Any] | None,
+    ) -> NDArray[Any]:
         return apply_lut(block, lut, out)  # local labels already
 
 
@@ -144,23 +145,23 @@ class UserLabels:
     def io(self) -> ChunkIO | None:
         return tile_io(self.array, self.tile_shape)
 
-    def keep(self, staging: Staging, tile: Tile, local: LocalLabels) -> np.ndarray | None:
+    def keep(self, staging: Staging, tile: Tile, local: LocalLabels) -> NDArray[Any] | None:
         return local.ids  # the labels stay in the user's store
 
     def final(
-        self, tile: Tile, lut: np.ndarray, ids: np.ndarray | None, out: np.ndarray | None
-    ) -> np.ndarray:
+        self, tile: Tile, lut: NDArray[Any], ids: NDArray[Any] | None, out: NDArray[Any] | None
+    ) -> NDArray[Any]:
         block = read_tile(self.array, self.io, tile.position, tile.core, reuse=out is not None)
         return self.map_block(tile, block, lut, ids, out)
 
     def map_block(
         self,
         tile: Tile,
-        block: np.ndarray,
-        lut: np.ndarray,
-        ids: np.ndarray | None,
-        out: np.ndarray | None,
-    ) -> np.ndarray:
+        block: NDArray[Any],
+        lut: NDArray[Any],
+        ids: NDArray[Any] | None,
+        out: NDArray[Any] | None,
+    ) -> NDArray[Any]:
         n_local = lut.size - 1
         top = int(ids.max()) if ids is not None and ids.size == n_local else None
         if ids is not None and top is not None and top < dense_limit(block.size):

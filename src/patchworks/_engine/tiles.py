@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from patchworks._engine.local import LocalLabels
 from patchworks._engine.staged import TileLabels
@@ -40,7 +41,7 @@ class TileSummary:
 class TileStager(Protocol):
     """What a stitch mode keeps of each tile (see :class:`patchworks.stitch.Stitcher`)."""
 
-    def stage(self, job: TileJob, tile: Tile, labels: np.ndarray, top: int) -> TileSummary:
+    def stage(self, job: TileJob, tile: Tile, labels: NDArray[Any], top: int) -> TileSummary:
         """Keep ``labels`` (checked, over the tile's whole halo box; ``top`` is their
         largest label) for the merge; return what the client learns about the tile."""
         ...
@@ -52,11 +53,11 @@ class TileJob:
 
     plan: TilePlan
     staging: Staging
-    labels_dtype: np.dtype
+    labels_dtype: np.dtype[Any]
     labels: TileLabels  # where local labels go (staged, or left in the user's store)
     seams: TileStager  # the stitch mode's tile-stage half
     source: ImageSource | None = None
-    fn: Callable[[np.ndarray], Any] | None = None
+    fn: Callable[[NDArray[Any]], Any] | None = None
     skip_empty: bool = False
     empty_threshold: float | None = None
 
@@ -88,7 +89,7 @@ def _as_numpy(result: Any) -> Any:
 
 def check_labels(
     result: Any, expected_shape: tuple[int, ...], tile: Tile, *, origin: str = "`fn`"
-) -> tuple[np.ndarray, int]:
+) -> tuple[NDArray[Any], int]:
     """Check ``result`` against the label contract; return it as a NumPy array, and its
     largest label (0 when empty).
 
@@ -144,7 +145,7 @@ def stage_local_labels(job: TileJob, tile: Tile, local: LocalLabels) -> TileSumm
     return TileSummary(index=tile.index, n_local=local.n, faces=faces)
 
 
-def run_fn(job: TileJob, tile: Tile, data: np.ndarray) -> tuple[np.ndarray, int]:
+def run_fn(job: TileJob, tile: Tile, data: NDArray[Any]) -> tuple[NDArray[Any], int]:
     """Call ``fn`` on the halo'd tile data and check the result; return the labels and
     their largest label (see ``check_labels``)."""
     assert job.fn is not None
@@ -165,7 +166,7 @@ def read_source_box(
     name: str = "image",
     io: ChunkIO | None = None,
     reuse: bool = False,
-) -> np.ndarray:
+) -> NDArray[Any]:
     """Read ``box`` of ``source``; a damaged or unreachable store names the tile.
 
     ``io`` reads the box from the chunk files directly, bypassing zarr (see ``_chunkio``),

@@ -24,7 +24,7 @@ import logging
 import os
 import pickle
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from patchworks._fs import atomic_write_bytes, fsync_dir, remove_tree
 from patchworks._store.rundir import lock_run_dir, run_dir_for
@@ -235,7 +235,7 @@ class OutputRun:
             return None
         try:
             with open(os.path.join(self.state_dir, STAGING), "rb") as f:
-                staging = pickle.load(f)
+                staging = cast(Staging, pickle.load(f))
             for array in staged_arrays(staging):
                 _ = array.shape  # opens the metadata
         except Exception as exc:
@@ -274,7 +274,7 @@ class OutputRun:
     ) -> list[Any]:
         """Run ``stage`` over the tiles not finished yet; summaries of all tiles, in order."""
         if self.log is None:
-            return executor.map(stage, job, range(n_tiles), desc=desc)
+            return cast("list[Any]", executor.map(stage, job, range(n_tiles), desc=desc))
         done = dict(self.log.done)
         todo = [i for i in range(n_tiles) if i not in done]
         logger.info("resume: %d of %d tiles already finished", len(done), n_tiles)

@@ -20,6 +20,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from patchworks._plan import TilePlan
 from patchworks._store.chunkio import ChunkIO, tile_io, write_tile
@@ -61,8 +62,8 @@ class Staging:
         core: tuple[slice, ...],
         n: int,
         *,
-        runs: tuple[np.ndarray, np.ndarray] | None = None,
-        voxels: np.ndarray | None = None,
+        runs: tuple[NDArray[Any], NDArray[Any]] | None = None,
+        voxels: NDArray[Any] | None = None,
     ) -> None:
         """Store the local labels ``1..n`` of the tile at ``position`` (one whole chunk)
         compactly: as ``runs`` (lengths, values) when the tile stage found them long
@@ -111,10 +112,10 @@ def create_staging(
     plan: TilePlan,
     *,
     labels_path: str | None,
-    labels_dtype: np.dtype,
+    labels_dtype: np.dtype[Any],
     scratch: str,
     stage_labels: bool = True,
-    labels_attributes: dict | None = None,
+    labels_attributes: dict[str, Any] | None = None,
 ) -> Staging:
     """Create the staged arrays of a run.
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from numpy.typing import NDArray
 
 from patchworks._plan import TilePlan
 
@@ -36,12 +37,12 @@ class Source(Protocol):
     def shape(self) -> tuple[int, ...]: ...
 
     @property
-    def dtype(self) -> np.dtype: ...
+    def dtype(self) -> np.dtype[Any]: ...
 
     @property
     def chunks(self) -> tuple[int, ...] | None: ...
 
-    def read(self, box: tuple[slice, ...]) -> np.ndarray:
+    def read(self, box: tuple[slice, ...]) -> NDArray[Any]:
         """The voxels of the spatial ``box`` (all channels, channel axis kept)."""
         ...
 
@@ -69,7 +70,7 @@ class Sink(Protocol):
     """Where a run's labels go (``write_to=`` takes a path or one of these)."""
 
     def open(
-        self, image: Any, source: Any, *, dtype: np.dtype, overwrite: bool, resume: bool
+        self, image: Any, source: Any, *, dtype: np.dtype[Any], overwrite: bool, resume: bool
     ) -> Output:
         """Check the destination for a run over ``source`` (read from ``image``) and
         return its :class:`Output`; raise before any work when it cannot be written."""

@@ -23,7 +23,7 @@ from patchworks.io._pyramid import default_factors
 CHUNK_BYTES = 1 << 20
 
 
-def label_chunks(tile_shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
+def label_chunks(tile_shape: tuple[int, ...], dtype: np.dtype[Any]) -> tuple[int, ...]:
     """Chunks that divide ``tile_shape`` and hold at most about 1 MiB of labels.
 
     Examples
@@ -76,7 +76,7 @@ def compressors_for(compressors: Any, zarr_format: int) -> Any:
     return label_compressors()
 
 
-def check_array_options(options: dict[str, Any], dtype: np.dtype) -> None:
+def check_array_options(options: dict[str, Any], dtype: np.dtype[Any]) -> None:
     import zarr
 
     try:

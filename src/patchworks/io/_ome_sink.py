@@ -42,7 +42,7 @@ from patchworks.io._ngff import (
     register_label,
     replace_output,
 )
-from patchworks.io._pyramid import LevelJob, check_method, downsample_chunk
+from patchworks.io._pyramid import LevelJob, PyramidMethod, check_method, downsample_chunk
 from patchworks.io._storage import is_url
 from patchworks.io._zarr_sink import check_write_to, open_result
 
@@ -60,7 +60,7 @@ class LabelOutput:
     zarr_format: int
     axes: Axes
     levels: list[dict[str, Any]]  # per level: shape, factors, scale, translation
-    method: str
+    method: PyramidMethod
     chunks: tuple[int, ...] | None
     compressors: Any
     source_image: str | None
@@ -244,7 +244,7 @@ class OmeZarrSink:
     pyramid: str = "mode"
 
     def open(
-        self, image: Any, source: Any, *, dtype: np.dtype, overwrite: bool, resume: bool
+        self, image: Any, source: Any, *, dtype: np.dtype[Any], overwrite: bool, resume: bool
     ) -> LabelOutput:
         write_to = check_write_to(self.path, overwrite=overwrite or resume, image=image)
         return plan_label_output(
@@ -264,7 +264,7 @@ def plan_label_output(
     image: Any,
     source: Any,
     *,
-    dtype: np.dtype,
+    dtype: np.dtype[Any],
     write_to: str | None,
     label_name: str,
     output_chunks: Any,

@@ -7,7 +7,10 @@ label array patchworks writes (staged local labels, face slabs, the output) uses
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from patchworks._typing import DTypeLike
 
 
 def label_compressors() -> tuple[Any, ...]:
@@ -26,7 +29,14 @@ def label_compressors() -> tuple[Any, ...]:
     return (ZstdCodec(level=1),)
 
 
-def create_label_array(path: str, shape, chunks, dtype, *, attributes=None) -> Any:
+def create_label_array(
+    path: str,
+    shape: tuple[int, ...],
+    chunks: tuple[int, ...],
+    dtype: DTypeLike,
+    *,
+    attributes: dict[str, Any] | None = None,
+) -> Any:
     """A new zarr array for labels: fill value 0, label codec, no empty chunks stored."""
     import zarr
 

@@ -73,7 +73,7 @@ def open_result(write_to: str, *, compute: bool) -> Any:
     import zarr
 
     array = zarr.open_array(os.path.abspath(write_to), mode="r")  # workers may run elsewhere
-    result = da.from_zarr(array, name=f"patchworks-{uuid.uuid4().hex}")
+    result = da.from_zarr(array, name=f"patchworks-{uuid.uuid4().hex}")  # type: ignore[no-untyped-call]  # dask: unannotated
     return np.asarray(result.compute()) if compute else result
 
 

@@ -25,12 +25,13 @@ import itertools
 import numbers
 import os
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
-from patchworks._engine.faces import EMPTY_PAIRS, tag
-from patchworks._engine.local import to_local_labels
+from patchworks._engine.faces import EMPTY_PAIRS
+from patchworks._engine.local import tag, to_local_labels
 from patchworks._engine.merge import MergeInputs
 from patchworks._engine.overlap import check_iou_halo
 from patchworks._engine.tiles import TileJob, TileSummary
@@ -124,7 +125,7 @@ class IoUSeams:
     iou_threshold: float
     anchor: Any = None
 
-    def stage(self, job: TileJob, tile: Tile, labels: np.ndarray, top: int) -> TileSummary:
+    def stage(self, job: TileJob, tile: Tile, labels: NDArray[Any], top: int) -> TileSummary:
         """Tile-stage hook: renumber a tile's halo labels (largest ``top``) to ``1..n``
         and stage them."""
         local = to_local_labels(labels, job.labels_dtype, tile, top=top)
@@ -141,7 +142,7 @@ class IoUSeams:
         )
         return (*tile.position, *inner)
 
-    def read(self, tile: Tile, box: Box) -> np.ndarray:
+    def read(self, tile: Tile, box: Box) -> NDArray[Any]:
         """Local labels that ``tile`` predicted over the image box ``box``."""
         return np.asarray(self.halos[self.slot(tile, box)])
 
@@ -208,7 +209,7 @@ def inner_box(plan: TilePlan, tile: Tile) -> Box:
     return tuple(box)
 
 
-def match_labels(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
+def match_labels(a: NDArray[Any], b: NDArray[Any], threshold: float) -> NDArray[Any]:
     """One-to-one best matches between two label arrays of the same box.
 
     Pairs ``(label in a, label in b)`` whose masks have IoU >= ``threshold``, taken greedily
@@ -256,7 +257,7 @@ class MatchJob:
     """Everything a worker needs to match a tile with its neighbours."""
 
     seams: IoUSeams
-    counts: np.ndarray
+    counts: NDArray[Any]
 
 
 @dataclass(frozen=True)
@@ -269,10 +270,10 @@ class TileMatches:
     """
 
     index: int
-    pairs: np.ndarray
-    zone_labels: np.ndarray
-    core_sizes: np.ndarray
-    sizes: np.ndarray
+    pairs: NDArray[Any]
+    zone_labels: NDArray[Any]
+    core_sizes: NDArray[Any]
+    sizes: NDArray[Any]
 
 
 def lower_offsets(ndim: int) -> list[tuple[int, ...]]:
@@ -287,14 +288,14 @@ def lower_offsets(ndim: int) -> list[tuple[int, ...]]:
     return [s for s in steps if any(s) and s[next(i for i, v in enumerate(s) if v)] < 0]
 
 
-def _in_core(tile: Tile, box: Box, labels: np.ndarray) -> np.ndarray:
+def _in_core(tile: Tile, box: Box, labels: NDArray[Any]) -> NDArray[Any]:
     """Labels of ``labels`` (read over ``box``) that have voxels in ``tile``'s core."""
     inner = tuple(
         slice(max(c.start, b.start) - b.start, max(min(c.stop, b.stop) - b.start, 0))
         for c, b in zip(tile.core, box, strict=True)
     )
     found = np.unique(labels[inner])
-    return found[found > 0]
+    return cast("NDArray[Any]", found[found > 0])
 
 
 def match_tile(job: MatchJob, index: int) -> TileMatches:

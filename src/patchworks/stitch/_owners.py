@@ -33,11 +33,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from patchworks._engine.faces import EMPTY_PAIRS
 from patchworks._engine.labelmap import LabelMap, build_label_map
+from patchworks._engine.local import check_label_count, provisional_offsets
 from patchworks._plan import Tile, TilePlan
-from patchworks.errors import LabelOverflowError
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,13 @@ class ComposeJob:
 
     seams: Any
     label_map: LabelMap
-    not_kept: np.ndarray
-    candidates: np.ndarray
-    dtype: np.dtype
+    not_kept: NDArray[Any]
+    candidates: NDArray[Any]
+    dtype: np.dtype[Any]
     output: Any = None
 
 
-def _tables(job: ComposeJob, index: int) -> tuple[np.ndarray, np.ndarray]:
+def _tables(job: ComposeJob, index: int) -> tuple[NDArray[Any], NDArray[Any]]:
     """Lookup tables ``local label -> final label`` and ``local label -> owned here``."""
     start, n_local = int(job.label_map.offsets[index]), job.label_map.n_local(index)
     lut = job.label_map.lut(index, n_local, job.dtype)
@@ -83,7 +84,7 @@ def reaching_tiles(plan: TilePlan, tile: Tile) -> list[Tile]:
     return found
 
 
-def compose_tile(job: ComposeJob, index: int) -> np.ndarray:
+def compose_tile(job: ComposeJob, index: int) -> NDArray[Any]:
     """Final labels of tile ``index``'s core, drawn by each object's owner."""
     seams, plan = job.seams, job.seams.plan
     tile = plan.tile(index)
@@ -120,13 +121,13 @@ def compose_tile(job: ComposeJob, index: int) -> np.ndarray:
     return out
 
 
-def present_tile(job: ComposeJob, index: int) -> tuple[np.ndarray, int]:
+def present_tile(job: ComposeJob, index: int) -> tuple[NDArray[Any], int]:
     """Zone objects' final labels present in tile ``index`` and its largest label."""
     out = compose_tile(job, index)
     return np.intersect1d(out, job.candidates), int(out.max()) if out.size else 0
 
 
-def write_composed_tile(job: ComposeJob, index: int) -> tuple[np.ndarray, int]:
+def write_composed_tile(job: ComposeJob, index: int) -> tuple[NDArray[Any], int]:
     """Compose tile ``index`` and write it to ``job.output``; report as :func:`present_tile`."""
     out = compose_tile(job, index)
     if out.any():
@@ -134,7 +135,7 @@ def write_composed_tile(job: ComposeJob, index: int) -> tuple[np.ndarray, int]:
     return np.intersect1d(out, job.candidates), int(out.max()) if out.size else 0
 
 
-def _compose_chunk(block: np.ndarray, job: ComposeJob, block_info: Any = None) -> np.ndarray:
+def _compose_chunk(block: NDArray[Any], job: ComposeJob, block_info: Any = None) -> NDArray[Any]:
     position = block_info[0]["chunk-location"]
     return compose_tile(job, job.seams.plan.index(position))
 
@@ -154,7 +155,7 @@ class Stitched:
         import dask.array as da
 
         plan = self.job.seams.plan
-        anchor = da.from_zarr(self.job.seams.anchor).rechunk(plan.tile_shape)
+        anchor = da.from_zarr(self.job.seams.anchor).rechunk(plan.tile_shape)  # type: ignore[no-untyped-call]  # dask: unannotated
         return anchor.map_blocks(
             _compose_chunk,
             job=self.job,
@@ -165,7 +166,9 @@ class Stitched:
     def write(self, executor: Any, output: Any) -> LabelMap:
         """Compose and write every tile; return the label map with exact counts."""
         job = dataclasses.replace(self.job, output=output)
-        reports = executor.map(write_composed_tile, job, range(job.seams.plan.n_tiles), desc="relabel")
+        reports = executor.map(
+            write_composed_tile, job, range(job.seams.plan.n_tiles), desc="relabel"
+        )
         if job.label_map.sequential:  # absent IDs were already dropped: counts are exact
             return job.label_map
         present = _union(r[0] for r in reports)
@@ -177,7 +180,7 @@ class Stitched:
         )
 
 
-def _union(parts: Any) -> np.ndarray:
+def _union(parts: Any) -> NDArray[Any]:
     parts = [p for p in parts if p.size]
     return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
 
@@ -185,7 +188,7 @@ def _union(parts: Any) -> np.ndarray:
 def decide_owners(
     seams: Any,
     executor: Any,
-    counts: np.ndarray,
+    counts: NDArray[Any],
     matches: list[Any],
     *,
     sequential: bool,
@@ -194,8 +197,7 @@ def decide_owners(
     """Join matched objects, pick owners and (if sequential) drop absent IDs."""
     dtype = np.dtype(dtype)
     counts = np.asarray(counts, dtype=np.int64)
-    offsets = np.zeros(counts.size + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    offsets = provisional_offsets(counts)
     matches = sorted(matches, key=lambda m: m.index)
     pairs = [m.pairs for m in matches if m.pairs.size]
     zone_ids = np.concatenate(
@@ -245,17 +247,12 @@ def decide_owners(
     return Stitched(job=job)
 
 
-def _without(gappy: LabelMap, absent: np.ndarray, dtype: np.dtype) -> LabelMap:
+def _without(gappy: LabelMap, absent: NDArray[Any], dtype: np.dtype[Any]) -> LabelMap:
     """Sequential map that skips the provisional IDs of objects absent from the output."""
     total = int(gappy.offsets[-1])
     dropped = np.union1d(gappy.merged_away, absent)
     n_labels = total - dropped.size
-    info = np.iinfo(dtype)
-    if n_labels > info.max:
-        raise LabelOverflowError(
-            f"the merged image has {n_labels} objects, more than the output `dtype` {dtype} "
-            f"can hold ({info.max}); pass dtype='int64'."
-        )
+    check_label_count(n_labels, dtype, f"the merged image has {n_labels} objects")
     roots = gappy.boundary_final
     return LabelMap(
         offsets=gappy.offsets,

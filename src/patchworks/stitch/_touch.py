@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from patchworks._engine.execute import Executor
 from patchworks._engine.faces import EMPTY_PAIRS, FaceJob, plan_face_tasks, plane_pairs
@@ -82,7 +83,7 @@ class TouchSeams:
     plan: TilePlan
     connectivity: int
 
-    def stage(self, job: TileJob, tile: Tile, labels: np.ndarray, top: int) -> TileSummary:
+    def stage(self, job: TileJob, tile: Tile, labels: NDArray[Any], top: int) -> TileSummary:
         local = to_local_labels(labels[tile.crop], job.labels_dtype, tile, top=top)
         return stage_local_labels(job, tile, local)
 
