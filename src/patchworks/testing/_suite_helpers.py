@@ -129,7 +129,8 @@ def balls(shape: tuple[int, ...], *, diameter: int, spacing: int, offset: int) -
 
 def cored(grid: tuple[int, ...], tile: int) -> Labels:
     """Instance labels: one or two small objects at the centre of each tile's core, far
-    from every seam, with the same local labels in every tile."""
+    from every seam, so that an instance ``fn`` gives them local labels 1 (and 2) in
+    every tile."""
     image = np.zeros(tuple(g * tile for g in grid), dtype=np.int32)
     top = 0
     for k, position in enumerate(np.ndindex(*grid)):
