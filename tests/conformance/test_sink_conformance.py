@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import zarr
 from scipy import ndimage as ndi
 
@@ -48,19 +47,3 @@ class TestOmeZarrSink(SinkTests):
         validate(attrs, "0.5", "image", "label")
         assert attrs["ome"]["multiscales"][0]["datasets"][0]["path"] == "0"
         assert np.array_equal(lazy.compute(), self.read_output(path))  # the level-0 array
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="output_status(write_to) says 'missing' for an interrupted resumable OME-Zarr "
-        "run: the run directory belongs to the hidden level-0 sibling, not to write_to",
-    )
-    def test_output_status_of_an_interrupted_run(self, tmp_path):
-        super().test_output_status_of_an_interrupted_run(tmp_path)
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="output_status(write_to) says 'missing' while an OME-Zarr run is writing: the "
-        "run directory and its lock belong to the hidden level-0 sibling, not to write_to",
-    )
-    def test_output_status_while_running(self, tmp_path):
-        super().test_output_status_while_running(tmp_path)

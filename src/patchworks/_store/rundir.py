@@ -16,6 +16,7 @@ import os
 from typing import Any
 
 from patchworks.errors import OutputLockedError
+from patchworks.io._ome_sink import level0_path_for
 from patchworks.io._zarr_sink import is_complete
 
 logger = logging.getLogger(__name__)
@@ -94,8 +95,12 @@ def output_status(write_to: Any) -> str:
     import fcntl
 
     path = os.fspath(write_to)
-    run_dir = run_dir_for(path)
-    if os.path.isdir(run_dir):
+    # A plain output's run directory is beside it; an OME-Zarr label image's is beside
+    # the hidden level-0 array its run publishes first.
+    run_dirs = [
+        d for d in (run_dir_for(path), run_dir_for(level0_path_for(path))) if os.path.isdir(d)
+    ]
+    for run_dir in run_dirs:
         fd = os.open(run_dir, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -105,8 +110,8 @@ def output_status(write_to: Any) -> str:
             pass
         finally:
             os.close(fd)
-        if not os.path.exists(path):
-            return "interrupted"
+    if run_dirs and not os.path.exists(path):
+        return "interrupted"
     if not os.path.exists(path):
         return "missing"
     try:

@@ -76,8 +76,7 @@ class LabelOutput:
     @property
     def level0_path(self) -> str:
         """Where the pipeline writes the full-resolution labels (a hidden sibling)."""
-        parent, base = os.path.split(os.path.abspath(self.final_path))
-        return os.path.join(parent, f".{base}.patchworks-level0.zarr")
+        return level0_path_for(self.final_path)
 
     def array_options(self, chunks: tuple[int, ...]) -> dict[str, Any]:
         """``zarr.create_array`` options of one level."""
@@ -216,6 +215,19 @@ class LabelOutput:
         multiscale["version"] = self.version
         image_label["version"] = self.version
         return {"multiscales": [multiscale], "image-label": image_label}
+
+
+def level0_path_for(final_path: str) -> str:
+    """The hidden sibling of a label image at ``final_path`` where a run builds and
+    publishes its full-resolution labels (its run directory lives beside it).
+
+    Examples
+    --------
+    >>> level0_path_for("/data/seg.zarr")
+    '/data/.seg.zarr.patchworks-level0.zarr'
+    """
+    parent, base = os.path.split(os.path.abspath(final_path))
+    return os.path.join(parent, f".{base}.patchworks-level0.zarr")
 
 
 @dataclass(frozen=True)
