@@ -21,6 +21,7 @@ from patchworks.errors import (
     OutputExistsError,
     ParameterTypeError,
     PatchworksError,
+    StitchingWarning,
     TileFunctionError,
 )
 
@@ -229,15 +230,16 @@ def test_overflow_advice_fits_the_object_count():
 
     with pytest.raises(LabelOverflowError, match="or sequential_labels=True"):
         tile_process(rows, row_objects, tile_shape=(200, 2), dtype="uint8", connectivity=1)
-    out = tile_process(
-        rows,
-        row_objects,
-        tile_shape=(200, 2),
-        dtype="uint8",
-        connectivity=1,
-        sequential_labels=True,
-        compute=True,
-    )
+    with pytest.warns(StitchingWarning, match="touching face to face"):  # one per row
+        out = tile_process(
+            rows,
+            row_objects,
+            tile_shape=(200, 2),
+            dtype="uint8",
+            connectivity=1,
+            sequential_labels=True,
+            compute=True,
+        )
     assert out.max() == 200
 
 

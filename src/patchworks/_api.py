@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 
 #: Labels computed now (``compute=True``).
 Labels = NDArray[np.integer[Any]]
-#: What ``stitch=`` takes: a mode's name or a :class:`~patchworks.stitch.Stitcher`.
-StitchLike = Literal["touch", "iou"] | Stitcher
+#: What ``stitch=`` takes: a name from :data:`patchworks.stitch.STITCHERS` ("touch",
+#: "iou", ...) or a :class:`~patchworks.stitch.Stitcher`.
+StitchLike = str | Stitcher
 
 
 class TileOptions(TypedDict, total=False):
@@ -59,7 +60,7 @@ class TileOptions(TypedDict, total=False):
     retries: int
     channel: int | None
     label_name: str
-    output_format: Literal["auto", "zarr", "ome-zarr"]
+    output_format: str
     output_chunks: tuple[int, ...] | None
     output_compressors: Any
     pyramid: Literal["mode", "nearest"]
@@ -128,7 +129,7 @@ def tile_process(
     retries: int = 0,
     channel: int | None = None,
     label_name: str = "patchworks",
-    output_format: Literal["auto", "zarr", "ome-zarr"] = "auto",
+    output_format: str = "auto",
     output_chunks: tuple[int, ...] | None = None,
     output_compressors: Any = None,
     pyramid: Literal["mode", "nearest"] = "mode",
@@ -168,7 +169,7 @@ def tile_process(
         Threshold for ``skip_empty`` (see :func:`estimate_empty_tiles`).
     use_gpu : bool
         Size ``tile_shape="auto"`` from free GPU memory.
-    stitch : {"touch", "iou"} or patchworks.stitch.Stitcher
+    stitch : {"touch", "iou"}, another name in patchworks.stitch.STITCHERS, or a Stitcher
         How labels are joined across tiles (a name, or a stitcher such as
         ``Touch(connectivity=1)`` or ``IoU(threshold=0.3)``): ``"touch"`` joins labels that
         touch across a core face, which is exact for connected components; ``"iou"``
@@ -180,7 +181,10 @@ def tile_process(
         predictions are the same object.
     connectivity : int, optional
         Which neighbours touch, as in :func:`scipy.ndimage.generate_binary_structure`
-        (1 = faces only, ``ndim`` = full, the default). Use the connectivity ``fn`` uses.
+        (1 = faces only, ``ndim`` = full). ``None``: the connectivity ``fn`` uses, as its
+        labels show it (two distinct labels touching at an edge inside a tile prove faces
+        only); full connectivity when no tile shows it. A value the tiles contradict gets
+        a :class:`~patchworks.errors.StitchingWarning`. Recorded in the output's metadata.
     resume : bool
         Re-run only unfinished tiles of an interrupted run.
     channel_axis : int, optional
@@ -201,7 +205,8 @@ def tile_process(
         Segment this channel (named by OME axes metadata, or ``channel_axis``).
     label_name, output_format, output_chunks, output_compressors, pyramid
         OME-Zarr label output: ``labels/<label_name>`` inside an OME-Zarr input, or a label
-        image at ``write_to`` (``output_format`` "auto", "zarr" or "ome-zarr"), its chunks
+        image at ``write_to`` (``output_format`` "auto", "zarr", "ome-zarr" or another name
+        in :data:`patchworks.io.SINKS`), its chunks
         and codecs, and the pyramid's downsampling ("mode" or "nearest"); see
         docs/formats.md.
 

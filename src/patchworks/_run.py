@@ -82,6 +82,7 @@ def run(spec: RunSpec) -> Any:
             executor=executor,
             sequential=spec.sequential,
             dtype=spec.dtype,
+            contacts=np.array([s.contacts for s in summaries], dtype=np.int64),
         )
         info = _tile_info(spec, plan, summaries, out)
         del summaries  # ~600 B per tile; the counts and the face index hold what is needed
@@ -100,6 +101,7 @@ def run(spec: RunSpec) -> Any:
             return result
         built = _output_array(labels, staging, plan, spec.dtype, resumable=resume)
         label_map = joined.write(executor, built)  # stage 5
+        info.update(joined.info)
         _publish(built, output.target, _run_info(spec, label_map, info), staging, durable=resume)
         out.close()
         result = open_result(output.target, compute=spec.compute)
@@ -232,7 +234,7 @@ def _run_info(spec: RunSpec, label_map: LabelMap, info: dict[str, Any]) -> dict[
         "sequential_labels": bool(spec.sequential),
         "connectivity": int(spec.connectivity),
         **info,
-    }
+    }  # the stitcher's own record (``Joined.info``) is in ``info``
 
 
 def _publish(

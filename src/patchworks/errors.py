@@ -24,6 +24,7 @@ __all__ = [
     "ParameterTypeError",
     "PatchworksError",
     "ResumeMismatchError",
+    "StitchingWarning",
     "TileFunctionError",
 ]
 
@@ -90,6 +91,11 @@ class ClusterConfigurationError(PatchworksError, RuntimeError):
 
 class MissingDependencyError(PatchworksError, ImportError):
     """An optional dependency is needed; the message gives the ``pip install`` line."""
+
+
+class StitchingWarning(UserWarning):
+    """The tiles suggest the stitching options do not match ``fn`` (its connectivity, or
+    instance labels stitched by touch)."""
 
 
 def missing_dependency(package: str, extra: str, purpose: str) -> MissingDependencyError:

@@ -20,6 +20,7 @@ from typing import Any, TypeAlias, TypedDict
 
 from patchworks.errors import PatchworksError
 from patchworks.io import OUTPUT_FORMATS
+from patchworks.stitch import STITCHERS
 
 OK, FAILED, USAGE = 0, 1, 2
 
@@ -139,12 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output path (default for OME-Zarr: labels inside it)")
     run.add_argument(
         "--stitch",
-        choices=["touch", "iou"],
+        choices=list(STITCHERS),
         default="touch",
         help="join labels that touch (default) or whose halos agree",
     )
     run.add_argument("--iou-threshold", type=float, default=0.5, help="for --stitch iou")
-    run.add_argument("--connectivity", type=int, help="1..ndim (default ndim)")
+    run.add_argument(
+        "--connectivity", type=int, help="1..ndim (default: what fn's labels show, else ndim)"
+    )
     run.add_argument("--sequential-labels", action="store_true", help="IDs exactly 1..N")
     run.add_argument(
         "--skip-empty",

@@ -34,6 +34,7 @@ class MergeInputs:
     executor: Executor
     sequential: bool
     dtype: np.dtype[Any]
+    contacts: NDArray[np.int64] | None = None  # per tile (see ._engine.contacts)
 
     @property
     def occupied(self) -> list[int]:
@@ -47,6 +48,11 @@ class Joined(Protocol):
     @property
     def label_map(self) -> LabelMap:
         """Final label of every (tile, local label)."""
+        ...
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What the output's metadata records about the join (e.g. the connectivity)."""
         ...
 
     def write(self, executor: Executor, output: Any) -> LabelMap:

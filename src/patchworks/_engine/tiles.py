@@ -36,6 +36,7 @@ class TileSummary:
     n_local: int  # local labels of the tile (1..n_local)
     skipped: bool = False
     faces: FaceRef | None = None  # where its face slabs are (tiles with labels)
+    contacts: int = 0  # how its distinct labels touch (see ._engine.contacts), if checked
 
 
 class TileStager(Protocol):
@@ -131,7 +132,9 @@ def check_labels(
     return result, top
 
 
-def stage_local_labels(job: TileJob, tile: Tile, local: LocalLabels) -> TileSummary:
+def stage_local_labels(
+    job: TileJob, tile: Tile, local: LocalLabels, *, contacts: int = 0
+) -> TileSummary:
     """Keep a tile's local labels (:meth:`TileLabels.keep`) and write its face slabs.
 
     When the labels stay in the user's store, the face store also keeps the user's label
@@ -142,7 +145,7 @@ def stage_local_labels(job: TileJob, tile: Tile, local: LocalLabels) -> TileSumm
         return TileSummary(index=tile.index, n_local=0)
     ids = job.labels.keep(job.staging, tile, local)
     faces = job.staging.faces.append(local.labels.shape, local.faces(), local.n, ids)
-    return TileSummary(index=tile.index, n_local=local.n, faces=faces)
+    return TileSummary(index=tile.index, n_local=local.n, faces=faces, contacts=contacts)
 
 
 def run_fn(job: TileJob, tile: Tile, data: NDArray[Any]) -> tuple[NDArray[Any], int]:

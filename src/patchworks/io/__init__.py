@@ -8,13 +8,15 @@ registered in :data:`SINKS` by ``output_format`` name:
 ['ome-zarr', 'zarr']
 
 A new output format is one new module with a class implementing :class:`Sink` (and its
-:class:`Output`), registered here (docs/architecture.md).
+:class:`Output`), and one entry in :data:`SINKS`: a :data:`SinkFactory` under the
+format's name (docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from patchworks.errors import InvalidParameterError
@@ -22,16 +24,31 @@ from patchworks.io._base import Output, Sink, Source, TaskMap
 from patchworks.io._ome_sink import OmeZarrSink
 from patchworks.io._pyramid import check_method
 from patchworks.io._storage import is_url
-from patchworks.io._zarr_sink import ZarrSink
+from patchworks.io._zarr_sink import ZarrSink, check_write_to
 
 logger = logging.getLogger(__name__)
 
-#: The output formats by name: each builds its sink from ``write_to`` and the flat
-#: output keywords of :func:`~patchworks.tile_process`.
-SINKS: dict[str, type[ZarrSink] | type[OmeZarrSink]] = {
-    "zarr": ZarrSink,
-    "ome-zarr": OmeZarrSink,
-}
+#: Builds a sink from ``write_to`` (a path, or None for "no path given"), the image
+#: ``source`` and the output keywords of :func:`~patchworks.tile_process` (``name``,
+#: ``chunks``, ``compressors``, ``pyramid``; a format ignores those it does not use).
+#: None: nothing to write, the labels are only returned.
+SinkFactory = Callable[..., "Sink | None"]
+
+
+def _zarr(write_to: Any, source: Any, **options: Any) -> Sink | None:
+    return None if write_to is None else ZarrSink(write_to)
+
+
+def _ome_zarr(write_to: Any, source: Any, **options: Any) -> Sink | None:
+    ome = source.ome
+    if write_to is None and ome is not None and is_url(ome.url):
+        logger.info("remote OME-Zarr input %s: labels are returned, not written", ome.url)
+        return None
+    return OmeZarrSink(path=write_to, **options)  # None: labels/<name> inside the image
+
+
+#: The output formats by name (``output_format=``, ``--output-format``).
+SINKS: dict[str, SinkFactory] = {"zarr": _zarr, "ome-zarr": _ome_zarr}
 #: What ``output_format=`` accepts: a name from :data:`SINKS`, or "auto" (OME-Zarr for an
 #: OME-Zarr input, else plain zarr).
 OUTPUT_FORMATS = ("auto", *SINKS)
@@ -49,23 +66,21 @@ def parse_sink(
 ) -> Sink | None:
     """The sink for ``write_to=`` (a path, a :class:`Sink`, or None) and the output
     keywords; None when the labels are only returned (no output written)."""
-    if output_format not in OUTPUT_FORMATS:
+    formats = ("auto", *SINKS)
+    if output_format not in formats:
         raise InvalidParameterError(
-            f"`output_format` must be one of {list(OUTPUT_FORMATS)}; got {output_format!r}."
+            f"`output_format` must be one of {list(formats)}; got {output_format!r}."
         )
     check_method(pyramid)
     if isinstance(write_to, Sink) and not isinstance(write_to, str | os.PathLike):
         return write_to  # (a pathlib.Path has an ``open`` too)
-    ome = source.ome
-    if output_format == "zarr" or (output_format == "auto" and ome is None):
-        return None if write_to is None else ZarrSink(write_to)
-    if write_to is None and ome is not None and is_url(ome.url):
-        logger.info("remote OME-Zarr input %s: labels are returned, not written", ome.url)
-        return None
     if write_to is not None and not isinstance(write_to, str | os.PathLike):
-        return ZarrSink(write_to)  # ZarrSink.open names the bad type
-    return OmeZarrSink(
-        path=write_to,
+        check_write_to(write_to, overwrite=False)  # raises: names the bad type
+    if output_format == "auto":
+        output_format = "zarr" if source.ome is None else "ome-zarr"
+    return SINKS[output_format](
+        write_to,
+        source,
         name=label_name,
         chunks=output_chunks,
         compressors=output_compressors,
@@ -79,6 +94,7 @@ __all__ = [
     "OmeZarrSink",
     "Output",
     "Sink",
+    "SinkFactory",
     "Source",
     "TaskMap",
     "ZarrSink",

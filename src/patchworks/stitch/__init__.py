@@ -24,7 +24,9 @@ from patchworks.stitch._base import Seams, Stitcher
 from patchworks.stitch._iou import IoU
 from patchworks.stitch._touch import Touch
 
-#: The named stitch modes: each name builds its stitcher from the flat keywords.
+#: The named stitch modes (``stitch=``, ``--stitch``): each is a factory called as
+#: ``factory(connectivity=..., iou_threshold=...)`` with the flat keywords of
+#: :func:`~patchworks.tile_process`, ignoring those its mode does not use.
 STITCHERS: dict[str, Callable[..., Stitcher]] = {
     "touch": lambda connectivity=None, iou_threshold=0.5: Touch(connectivity=connectivity),
     "iou": lambda connectivity=None, iou_threshold=0.5: IoU(threshold=iou_threshold),

@@ -147,6 +147,10 @@ class Stitched:
     job: ComposeJob
 
     @property
+    def info(self) -> dict[str, Any]:
+        return {}
+
+    @property
     def label_map(self) -> LabelMap:
         return self.job.label_map
 

@@ -10,13 +10,17 @@ stage applies it (:mod:`patchworks._engine.relabel`).
 
 from __future__ import annotations
 
+import logging
 import numbers
-from dataclasses import dataclass
+import uuid
+import warnings
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
+from patchworks._engine import contacts as contact
 from patchworks._engine.execute import Executor
 from patchworks._engine.faces import EMPTY_PAIRS, FaceJob, plan_face_tasks, plane_pairs
 from patchworks._engine.labelmap import LabelMap, build_label_map
@@ -25,7 +29,9 @@ from patchworks._engine.merge import MergeInputs
 from patchworks._engine.relabel import RelabelJob, lazy_relabel, relabel_tile
 from patchworks._engine.tiles import TileJob, TileSummary, stage_local_labels
 from patchworks._plan import Tile, TilePlan
-from patchworks.errors import InvalidParameterError
+from patchworks.errors import InvalidParameterError, StitchingWarning
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,33 +73,40 @@ class Touch:
         return None  # any halo works: labels are cropped to the core
 
     def begin(self, plan: TilePlan, scratch: str, *, anchor: Any = None) -> TouchSeams:
-        connectivity = plan.ndim if self.connectivity is None else int(self.connectivity)
-        if connectivity > plan.ndim:
+        if self.connectivity is not None and self.connectivity > plan.ndim:
             raise InvalidParameterError(
                 f"`connectivity` must be an integer in 1..{plan.ndim} (the image's number of "
-                f"spatial axes) or None; got {connectivity!r}."
+                f"spatial axes) or None; got {self.connectivity!r}."
             )
-        return TouchSeams(plan=plan, connectivity=connectivity)
+        return TouchSeams(plan=plan, connectivity=self.connectivity)
 
 
 @dataclass(frozen=True)
 class TouchSeams:
-    """One ``stitch="touch"`` run: crop, stage local labels and faces; pair touching faces."""
+    """One ``stitch="touch"`` run: crop, stage local labels and faces; pair touching faces.
+
+    ``connectivity`` None: the connectivity ``fn`` uses, as the tiles show it
+    (:mod:`patchworks._engine.contacts`); full connectivity when no tile shows it.
+    """
 
     plan: TilePlan
-    connectivity: int
+    connectivity: int | None
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)  # this run, per process
 
     def stage(self, job: TileJob, tile: Tile, labels: NDArray[Any], top: int) -> TileSummary:
         local = to_local_labels(labels[tile.crop], job.labels_dtype, tile, top=top)
-        return stage_local_labels(job, tile, local)
+        found = contact.scan_tile(self.token, local.labels) if local.n else 0
+        return stage_local_labels(job, tile, local, contacts=found)
 
     def join(self, inputs: MergeInputs) -> TouchJoined:
+        masks = inputs.contacts if inputs.contacts is not None else np.zeros(0, np.int64)
+        connectivity, info, notes = self._connectivity(masks)
         face_job = FaceJob(
             plan=self.plan,
             store=inputs.staging.faces,
             index=inputs.faces,
-            connectivity=self.connectivity,
-            tasks=plan_face_tasks(self.plan, inputs.counts, self.connectivity),
+            connectivity=connectivity,
+            tasks=plan_face_tasks(self.plan, inputs.counts, connectivity),
         )
         tasks = range(len(face_job.tasks))
         found = inputs.executor.map(plane_pairs, face_job, tasks, desc="faces")
@@ -104,7 +117,45 @@ class TouchSeams:
             sequential=inputs.sequential,
             dtype=inputs.dtype,
         )
-        return TouchJoined(inputs=inputs, label_map=label_map)
+        for note in notes:  # once the map is built: an error there comes first
+            warnings.warn(note, StitchingWarning, stacklevel=3)
+        return TouchJoined(inputs=inputs, label_map=label_map, info=info)
+
+    def _connectivity(self, masks: NDArray[np.int64]) -> tuple[int, dict[str, Any], list[str]]:
+        """The connectivity of the merge, what the output records about it, and what the
+        user should be warned of."""
+        ndim = self.plan.ndim
+        touching = contact.n_touching(masks)
+        notes = []
+        if touching:
+            notes.append(
+                f"{touching} tiles have distinct labels touching face to face, as instance "
+                'segmentations (Cellpose, StarDist) give: stitch="touch" joins touching '
+                'objects across tile seams. Use stitch="iou" with an overlap of about one '
+                "object diameter to keep them apart (docs/stitching.md)."
+            )
+        if self.connectivity is not None:
+            connectivity, source = int(self.connectivity), "given"
+            against = contact.contradicted(masks, connectivity)
+            if against is not None:
+                notes.append(
+                    f"`connectivity={connectivity}` joins voxels that touch at {against} "
+                    f"steps, but `fn` left distinct labels touching that way inside tiles: it "
+                    f"labels with connectivity {against - 1}. Objects may be joined across "
+                    f"tile seams that `fn` keeps apart; pass connectivity={against - 1} (or "
+                    "leave it None to follow the tiles)."
+                )
+        else:
+            inferred = contact.infer_connectivity(masks, ndim)
+            connectivity = ndim if inferred is None else inferred
+            source = "assumed" if inferred is None else "tiles"
+            logger.info("connectivity %d (%s)", connectivity, source)
+        info = {
+            "connectivity": connectivity,
+            "connectivity_from": source,
+            "tiles_with_touching_labels": touching,
+        }
+        return connectivity, info, notes
 
 
 @dataclass(frozen=True)
@@ -113,6 +164,7 @@ class TouchJoined:
 
     inputs: MergeInputs
     label_map: LabelMap
+    info: dict[str, Any] = field(default_factory=dict)
 
     def _job(self, output: Any = None, *, with_ids: bool = True) -> RelabelJob:
         inputs = self.inputs

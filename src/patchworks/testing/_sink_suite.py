@@ -42,9 +42,16 @@ class SinkTests:
     #: ``resume=True`` over the finished output of the same call returns it without
     #: running ``fn`` (False: it refuses with OutputExistsError, the output untouched).
     resume_returns_finished: ClassVar[bool] = True
+    #: Names the sink publishes beside the output, besides the output itself, with
+    #: ``{name}`` standing for the output's file name (e.g. ``("{name}.json",)``).
+    companions: ClassVar[tuple[str, ...]] = ()
     #: Image and tile shape of the tests (2-D; the 3-D test uses 12x16x16 in 8³ tiles).
     shape: ClassVar[tuple[int, ...]] = (40, 44)
     tile_shape: ClassVar[tuple[int, ...]] = (16, 16)
+
+    def _published(self, path: Path) -> list[str]:
+        """What a finished run leaves beside it: the output and its companions."""
+        return [path.name, *(c.format(name=path.name) for c in self.companions)]
 
     def make_sink(self, path: Path) -> Sink:
         """A new sink whose output goes to ``path`` (which does not exist yet)."""
@@ -135,7 +142,7 @@ class SinkTests:
         self._write(self._image(), path, probe)
         assert probe.seen and not any(probe.seen)  # nothing at the path while tiles ran
         assert os.path.exists(path)
-        assert sorted(os.listdir(site)) == sorted([*before, path.name])  # no leftovers
+        assert sorted(os.listdir(site)) == sorted([*before, *self._published(path)])
 
     def test_failed_run_leaves_nothing(self, tmp_path: Path) -> None:
         site = self._site(tmp_path)
@@ -222,7 +229,7 @@ class SinkTests:
         assert 0 < len(probe.calls) - ran < int(np.prod(grid))  # finished tiles: not again
         assert_same_partition(result, self._labels(image))
         assert np.array_equal(self.read_output(path), result)
-        assert sorted(os.listdir(site)) == sorted([*before, path.name])
+        assert sorted(os.listdir(site)) == sorted([*before, *self._published(path)])
 
     def test_output_status_of_an_interrupted_run(self, tmp_path: Path) -> None:
         if not (self.reports_status and self.resumable):

@@ -1,0 +1,133 @@
+"""What the tiles show about ``fn``: which connectivity it labels with, and whether its
+distinct labels touch (instance segmentation).
+
+Two distinct nonzero labels that touch inside one tile at an offset with ``m`` nonzero
+steps (``m = 1``: a face, ``2``: an edge, ``3``: a corner) prove that ``fn`` does not join
+voxels at that offset:
+
+* a connected-components labeler of connectivity ``c`` never leaves distinct labels
+  touching at ``m <= c``, so an edge contact (``m = 2``) proves ``c = 1``, a corner contact
+  (``m = 3``) proves ``c <= 2``;
+* distinct labels touching face to face (``m = 1``) are instances that only stitching by
+  agreement (``stitch="iou"``) keeps apart.
+
+:func:`tile_contacts` finds these contacts in one tile (as a bit mask, bit ``m`` set for a
+contact at ``m`` steps); :func:`infer_connectivity` turns the masks of all tiles into the
+connectivity the merge uses when the user gave none. Each worker process checks tiles
+until it has seen every kind of contact or scanned :data:`SCAN_BUDGET` voxels, so the cost
+stays bounded whatever the image size.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+#: Voxels each worker process scans per run, at most (eight tiles of 128³, a whole image
+#: of up to 16 M voxels): 8 ms per 128³ tile on this machine, about 0.06 s per process.
+SCAN_BUDGET = 1 << 24
+
+_budgets: dict[str, int] = {}
+_found: dict[str, int] = {}
+_lock = threading.Lock()
+
+
+def _offsets(ndim: int) -> list[tuple[int, ...]]:
+    """One offset of each pair ``±o`` in ``{-1, 0, 1}^ndim``, fewest nonzero steps first."""
+    found = []
+    for offset in itertools.product((-1, 0, 1), repeat=ndim):
+        nonzero = [o for o in offset if o]
+        if nonzero and nonzero[0] > 0:
+            found.append(offset)
+    return sorted(found, key=lambda o: sum(map(abs, o)))
+
+
+def tile_contacts(labels: NDArray[Any]) -> int:
+    """Bit mask of the numbers of steps at which distinct nonzero labels touch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> bin(tile_contacts(np.array([[1, 0], [0, 2]])))   # an edge (diagonal) contact
+    '0b100'
+    >>> bin(tile_contacts(np.array([[1, 2], [0, 0]])))   # a face contact
+    '0b10'
+    >>> tile_contacts(np.array([[1, 1], [0, 1]]))        # one object: no contact
+    0
+    """
+    mask = 0
+    labelled = labels != 0
+    for offset in _offsets(labels.ndim):
+        steps = sum(map(abs, offset))
+        if mask & (1 << steps):
+            continue
+        here = tuple(
+            slice(max(0, -o), n - max(0, o)) for o, n in zip(offset, labels.shape, strict=True)
+        )
+        there = tuple(
+            slice(max(0, o), n - max(0, -o)) for o, n in zip(offset, labels.shape, strict=True)
+        )
+        a = labels[here]
+        if not a.size:
+            continue
+        touching = a != labels[there]
+        touching &= labelled[here]
+        touching &= labelled[there]
+        if touching.any():
+            mask |= 1 << steps
+    return mask
+
+
+def scan_tile(token: str, labels: NDArray[Any]) -> int:
+    """:func:`tile_contacts` of a tile, while this process's budget for run ``token``
+    lasts and some kind of contact is still unseen; 0 otherwise (nothing learnt)."""
+    every = sum(1 << m for m in range(1, labels.ndim + 1))
+    with _lock:
+        left = _budgets.setdefault(token, SCAN_BUDGET)
+        if left < labels.size or _found.get(token, 0) == every:
+            return 0
+        _budgets[token] = left - labels.size
+    mask = tile_contacts(labels)
+    with _lock:
+        _found[token] = _found.get(token, 0) | mask
+    return mask
+
+
+def infer_connectivity(masks: NDArray[np.integer[Any]] | list[int], ndim: int) -> int | None:
+    """The connectivity the tiles prove ``fn`` used: one less than the fewest steps at
+    which distinct labels touched (faces excepted), or None when no tile showed it.
+
+    Examples
+    --------
+    >>> infer_connectivity([0, 0b100, 0], 3)    # an edge contact: faces only
+    1
+    >>> infer_connectivity([0b1000], 3)         # a corner contact: edges too
+    2
+    >>> infer_connectivity([0b10, 0], 2) is None  # face contacts say nothing of it
+    True
+    """
+    seen = int(np.bitwise_or.reduce(np.asarray(masks, dtype=np.int64))) if len(masks) else 0
+    for steps in range(2, ndim + 1):
+        if seen & (1 << steps):
+            return steps - 1
+    return None
+
+
+def contradicted(masks: NDArray[np.integer[Any]] | list[int], connectivity: int) -> int | None:
+    """The fewest steps (at most ``connectivity``, faces excepted) at which distinct labels
+    touched inside a tile, which a labeler of that connectivity would have joined; None
+    when the tiles agree with ``connectivity``."""
+    seen = int(np.bitwise_or.reduce(np.asarray(masks, dtype=np.int64))) if len(masks) else 0
+    for steps in range(2, connectivity + 1):
+        if seen & (1 << steps):
+            return steps
+    return None
+
+
+def n_touching(masks: NDArray[np.integer[Any]] | list[int]) -> int:
+    """How many tiles had distinct labels touching face to face."""
+    return int(np.count_nonzero(np.asarray(masks, dtype=np.int64) & 0b10))
