@@ -18,6 +18,7 @@ from patchworks.errors import InvalidParameterError, OutputExistsError, TileFunc
 from patchworks.io._ngff import label_chunks
 
 FULL = np.ones((3, 3, 3), dtype=bool)
+OME = "ome-zarr"  # labels into the OME-Zarr input: only when asked
 
 
 def fn(tile):
@@ -57,7 +58,9 @@ def test_labels_inside_image(volume, version):
         chunks=(1, 4, 64, 64),
         scale_factors=(2, 4),
     )
-    result = tile_process("img.zarr", fn, tile_shape=(4, 64, 64), overlap=2)
+    result = tile_process(
+        "img.zarr", fn, tile_shape=(4, 64, 64), overlap=2, output_format="ome-zarr"
+    )
     expected = ndi.label(volume > THRESHOLD, structure=FULL)[0]
     assert same_partition(result.compute(), expected)
 
@@ -94,11 +97,25 @@ def test_labels_inside_image(volume, version):
 
 def test_existing_label_name_needs_overwrite(volume):
     write_ome_image("img.zarr", volume, axes="zyx")
-    tile_process("img.zarr", fn, tile_shape=(4, 80, 80), label_name="cells")
+    tile_process("img.zarr", fn, tile_shape=(4, 80, 80), label_name="cells", output_format=OME)
     with pytest.raises(OutputExistsError, match=r"`label_name` 'cells' already exists"):
-        tile_process("img.zarr", fn, tile_shape=(4, 80, 80), label_name="cells")
-    tile_process("img.zarr", fn, tile_shape=(4, 80, 80), label_name="cells", overwrite=True)
-    tile_process("img.zarr", fn, tile_shape=(4, 80, 80), label_name="nuclei", pyramid="nearest")
+        tile_process("img.zarr", fn, tile_shape=(4, 80, 80), label_name="cells", output_format=OME)
+    tile_process(
+        "img.zarr",
+        fn,
+        tile_shape=(4, 80, 80),
+        label_name="cells",
+        overwrite=True,
+        output_format=OME,
+    )
+    tile_process(
+        "img.zarr",
+        fn,
+        tile_shape=(4, 80, 80),
+        label_name="nuclei",
+        pyramid="nearest",
+        output_format=OME,
+    )
     assert group_attrs("img.zarr/labels")["ome"]["labels"] == ["cells", "nuclei"]
     assert set(read_with_ome_zarr("img.zarr")) >= {"cells", "nuclei"}
 
@@ -179,13 +196,18 @@ def test_bad_output_options(volume):
     ):
         tile_process(volume, fn, output_format="ome-zarr")
     with pytest.raises(InvalidParameterError, match=r"`output_compressors` must be codecs"):
-        tile_process("img.zarr", fn, output_compressors="gzip-please")
+        tile_process("img.zarr", fn, output_compressors="gzip-please", output_format=OME)
 
 
 def test_chunks_not_dividing_tiles_are_copied(volume):
     write_ome_image("img.zarr", volume, axes="zyx")
     out = tile_process(
-        "img.zarr", fn, tile_shape=(4, 80, 80), output_chunks=(3, 50, 50), compute=True
+        "img.zarr",
+        fn,
+        tile_shape=(4, 80, 80),
+        output_chunks=(3, 50, 50),
+        compute=True,
+        output_format=OME,
     )
     level0 = zarr.open_array("img.zarr/labels/patchworks/0", mode="r")
     assert level0.chunks == (3, 50, 50) and np.array_equal(level0[...], out)
@@ -208,10 +230,12 @@ def test_resume_inside_image(volume):
     calls = CALLS
     calls.clear()
     with pytest.raises(TileFunctionError):
-        tile_process("img.zarr", flaky, tile_shape=(4, 80, 80), resume=True)
+        tile_process("img.zarr", flaky, tile_shape=(4, 80, 80), resume=True, output_format=OME)
     assert not os.path.exists("img.zarr/labels/patchworks")
     first = len(calls)
-    out = tile_process("img.zarr", flaky, tile_shape=(4, 80, 80), resume=True, compute=True)
+    out = tile_process(
+        "img.zarr", flaky, tile_shape=(4, 80, 80), resume=True, compute=True, output_format=OME
+    )
     assert len(calls) - first < 8  # finished tiles were not run again
     assert same_partition(out, ndi.label(volume > THRESHOLD, structure=FULL)[0])
     validate(group_attrs("img.zarr/labels/patchworks"), "0.5", "image", "label")
@@ -225,7 +249,7 @@ def test_failed_run_leaves_no_label_image(volume):
         raise RuntimeError("model crashed")
 
     with pytest.raises(TileFunctionError):
-        tile_process("img.zarr", broken, tile_shape=(4, 80, 80))
+        tile_process("img.zarr", broken, tile_shape=(4, 80, 80), output_format=OME)
     assert not os.path.exists("img.zarr/labels")
 
 
@@ -238,7 +262,7 @@ def test_label_chunks_divide_tiles():
 
 def test_labels_of_a_coarser_level_carry_its_scale(volume):
     write_ome_image("img.zarr", volume, axes="zyx", scale_factors=(2, 4))
-    tile_process("img.zarr", fn, level=1, tile_shape=(4, 40, 40))
+    tile_process("img.zarr", fn, level=1, tile_shape=(4, 40, 40), output_format=OME)
     ome = group_attrs("img.zarr/labels/patchworks")["ome"]
     source = group_attrs("img.zarr")["ome"]["multiscales"][0]["datasets"]
     datasets = ome["multiscales"][0]["datasets"]

@@ -19,7 +19,7 @@ def fn(tile):
 
 def test_preview_of_a_run_inside_an_ome_zarr():
     write_blobs_ome_zarr("img.ome.zarr", (6, 120, 160), chunks=(3, 40, 40), radius=6, seed=2)
-    tile_process("img.ome.zarr", fn, tile_shape=(3, 40, 40), overlap=2)
+    tile_process("img.ome.zarr", fn, tile_shape=(3, 40, 40), overlap=2, output_format="ome-zarr")
     path = preview("img.ome.zarr", write_to="out/p.png", size=320)
     rgb = np.asarray(Image.open(path).convert("RGB"))
     assert rgb.shape == (240, 320, 3)  # enlarged 2x to the requested size

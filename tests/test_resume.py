@@ -333,3 +333,16 @@ def test_auto_tile_shape_is_taken_from_the_interrupted_run(volume, monkeypatch):
     calls, result = calls_after(lambda: run(volume, flaky, tile_shape="auto", compute=True))
     assert calls == N_TILES - len(done)
     np.testing.assert_array_equal(result, expected)
+
+
+def test_a_damaged_state_is_discarded_by_the_advice_it_gives(volume):
+    """The message says "pass overwrite=True"; with resume=True kept, that must work."""
+    interrupt(volume)
+    staging = os.path.join(run_dir_for("out.zarr"), "state", "staging.pkl")
+    with open(staging, "wb") as f:
+        f.write(b"not a pickle")
+    with pytest.raises(IncompleteOutputError, match=r"is damaged.*overwrite=True"):
+        run(volume, flaky)
+    result = run(volume, flaky, overwrite=True, compute=True)
+    expected = tile_process(volume, label_fn, tile_shape=TILES, overlap=2, compute=True)
+    np.testing.assert_array_equal(result, expected)

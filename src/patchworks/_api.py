@@ -64,6 +64,7 @@ class TileOptions(TypedDict, total=False):
     output_chunks: tuple[int, ...] | None
     output_compressors: Any
     pyramid: Literal["mode", "nearest"]
+    time_as_space: bool
 
 
 class MergeOptions(TypedDict, total=False):
@@ -133,6 +134,7 @@ def tile_process(
     output_chunks: tuple[int, ...] | None = None,
     output_compressors: Any = None,
     pyramid: Literal["mode", "nearest"] = "mode",
+    time_as_space: bool = False,
 ) -> Labels | da.Array:
     """Run ``fn`` over ``image`` tile by tile and merge the labels into one label image.
 
@@ -209,6 +211,10 @@ def tile_process(
         in :data:`patchworks.io.SINKS`), its chunks
         and codecs, and the pyramid's downsampling ("mode" or "nearest"); see
         docs/formats.md.
+    time_as_space : bool
+        Join objects across an axis the image's metadata names time (``t`` in OME-Zarr or
+        TIFF axes). By default each time point is labelled on its own: tiles are one time
+        point thick and no object spans two of them; IDs stay unique over the whole output.
 
     Returns
     -------
@@ -255,6 +261,7 @@ def tile_process(
         output_chunks=output_chunks,
         output_compressors=output_compressors,
         pyramid=pyramid,
+        time_as_space=time_as_space,
     )
     result: Labels | da.Array = run(spec)
     return result

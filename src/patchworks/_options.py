@@ -57,6 +57,7 @@ class RunSpec:
     use_gpu: bool = False
     skip_empty: bool = False
     empty_threshold: float | None = None
+    time_as_space: bool = False  # tile_process: join across a time axis too
     plan: TilePlan | None = None  # merge_tile_labels: the user's tiling
     blocks: Any = None  # merge_tile_labels on a dask array: the array
 
@@ -97,6 +98,7 @@ def tile_spec(image: Any, fn: Any, **kw: Any) -> RunSpec:
         use_gpu=bool(kw["use_gpu"]),
         skip_empty=bool(kw["skip_empty"]),
         empty_threshold=threshold,
+        time_as_space=_flag(kw["time_as_space"], "time_as_space"),
         **_common(kw),
     )
 
@@ -158,6 +160,12 @@ def merge_spec(labeled: Any, **kw: Any) -> RunSpec:
         blocks=blocks,
         **_common(kw),
     )
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidParameterError(f"`{name}` must be True or False; got {value!r}.")
+    return value
 
 
 def _common(kw: dict[str, Any]) -> dict[str, Any]:

@@ -81,6 +81,9 @@ class TilePlan:
     shape: tuple[int, ...]
     tile_shape: tuple[int, ...]
     halo: tuple[int, ...]
+    #: Axes never joined across (time: each time point is labelled on its own); tiles are
+    #: one voxel thick there, with no halo.
+    separate: tuple[int, ...] = ()
 
     @property
     def ndim(self) -> int:

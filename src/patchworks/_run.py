@@ -30,6 +30,7 @@ from patchworks._store.facestore import FaceIndex
 from patchworks._store.resume import OutputRun, check_resume
 from patchworks._store.staging import Staging, create_staging
 from patchworks._version import __version__
+from patchworks.errors import InvalidParameterError
 from patchworks.io import Output
 from patchworks.io._zarr import create_label_array
 from patchworks.io._zarr_sink import mark_complete, open_result, publish
@@ -126,12 +127,42 @@ def _plan(spec: RunSpec, out: OutputRun, executor: Executor) -> TilePlan:
     tiles = out.stored_tile_shape(spec.tile_shape) or resolve_tile_shape(
         spec.tile_shape, spec.source, n_tasks=executor.n_workers, use_gpu=spec.use_gpu
     )
+    separate = () if spec.time_as_space else spec.source.time_axes
+    tiles = one_per_time_point(tiles, separate, given=spec.tile_shape, names=_names(spec, separate))
     overlap = resolve_overlap(spec.overlap, spec.source, spec.fn, tiles)
     halo = normalize_overlap(overlap, tiles)
+    if any(halo[i] for i in separate):
+        raise InvalidParameterError(
+            f"`overlap` must be 0 along the time axis {_names(spec, separate)} (each time "
+            f"point is labelled on its own); got overlap={overlap!r}. Pass "
+            "time_as_space=True to treat time as space."
+        )
     spec.stitcher.check_halo(halo, overlap, tiles, spec.source.shape)
-    plan = TilePlan(shape=spec.source.shape, tile_shape=tiles, halo=halo)
+    plan = TilePlan(shape=spec.source.shape, tile_shape=tiles, halo=halo, separate=separate)
     logger.info("tile_process: %d tiles of %s over %s", plan.n_tiles, tiles, spec.source.shape)
     return plan
+
+
+def one_per_time_point(
+    tiles: tuple[int, ...], separate: tuple[int, ...], *, given: Any, names: str
+) -> tuple[int, ...]:
+    """Tiles one voxel thick along the ``separate`` (time) axes; a ``tile_shape`` the
+    user gave that is thicker there is refused."""
+    if not separate:
+        return tiles
+    explicit = given is not None and not isinstance(given, str)
+    if explicit and any(tiles[i] != 1 for i in separate):
+        raise InvalidParameterError(
+            f"`tile_shape` must be 1 along the time axis {names} (each time point is "
+            f"labelled on its own); got tile_shape={tuple(given)!r}. Pass "
+            "time_as_space=True to label across time points."
+        )
+    return tuple(1 if i in separate else t for i, t in enumerate(tiles))
+
+
+def _names(spec: RunSpec, axes: tuple[int, ...]) -> str:
+    names = spec.source.axes.names if spec.source.axes is not None else ()
+    return ", ".join(repr(names[i]) if i < len(names) else str(i) for i in axes)
 
 
 def _fingerprint(spec: RunSpec, out: OutputRun, plan: TilePlan) -> dict[str, Any] | None:
@@ -193,6 +224,8 @@ def _tile_info(
     info: dict[str, Any] = {"tile_shape": list(plan.tile_shape), "stitch": spec.stitcher.name}
     if spec.input == "image":
         info["overlap"] = list(plan.halo)
+        if plan.separate:
+            info["time_axes"] = list(plan.separate)  # labelled per time point
         info["skipped_tiles"] = int(sum(s.skipped for s in summaries))
         info.update(out.info())
     return info

@@ -21,6 +21,7 @@ __all__ = [
     "MissingDependencyError",
     "OutputExistsError",
     "OutputLockedError",
+    "OutputNotWritableError",
     "ParameterTypeError",
     "PatchworksError",
     "ResumeMismatchError",
@@ -83,6 +84,10 @@ class ResumeMismatchError(IncompleteOutputError, ValueError):
 
 class OutputLockedError(PatchworksError, BlockingIOError):
     """Another patchworks run is writing the same ``write_to`` right now."""
+
+
+class OutputNotWritableError(PatchworksError, PermissionError):
+    """The output (or its folder) cannot be written; found before any tile runs."""
 
 
 class ClusterConfigurationError(PatchworksError, RuntimeError):

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from patchworks._cli.parser import OK, Ints, UsageError, image_kwargs, load_fn, parse_ints
+from patchworks.io._zarr_sink import check_writable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -44,6 +45,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         write_to=args.out,
         progress=args.progress,
         sequential_labels=args.sequential_labels,
+        time_as_space=args.time_as_space,
         skip_empty=args.skip_empty,
         empty_threshold=args.empty_threshold,
         stitch=args.stitch,
@@ -52,7 +54,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         label_name=args.label_name,
-        output_format=args.output_format,
+        # no --out: into the OME-Zarr input, which _check_destination made sure it is
+        output_format="ome-zarr" if args.out is None else args.output_format,
         **image_kwargs(args),
     )
     where = _written_array(args)
@@ -133,6 +136,7 @@ def _dry_run(args: argparse.Namespace, tile_shape: Ints, overlap: Ints) -> int:
         )
     if os.path.exists(target) and not (args.overwrite or args.resume):
         raise UsageError(f"{target!r} already exists; pass --overwrite to replace it.")
+    check_writable(target)  # exit code 2 with the fix, as the run itself would
     print(f"output      {target}")
     print(f"fn          {args.fn}, stitch {args.stitch}")
     print("dry run: nothing was computed")

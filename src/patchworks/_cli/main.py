@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 
 from patchworks._cli.commands import COMMANDS
 from patchworks._cli.parser import FAILED, USAGE, UsageError, build_parser
-from patchworks.errors import InvalidLabelsError, PatchworksError
+from patchworks.errors import InvalidLabelsError, OutputNotWritableError, PatchworksError
 
 __all__ = ["main"]
 
@@ -44,7 +44,14 @@ def _client(address: str | None) -> Iterator[None]:
 
 
 #: Errors that mean "fix your input" (exit 2) rather than "the run failed" (exit 1).
-USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError)
+USAGE_ERRORS = (
+    ValueError,
+    TypeError,
+    FileNotFoundError,
+    FileExistsError,
+    ImportError,
+    OutputNotWritableError,
+)
 
 
 # Library messages name keyword arguments; on the command line, name the flags instead.

@@ -150,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--sequential-labels", action="store_true", help="IDs exactly 1..N")
     run.add_argument(
+        "--time-as-space",
+        action="store_true",
+        help="join objects across a time axis (default: each time point on its own)",
+    )
+    run.add_argument(
         "--skip-empty",
         action="store_true",
         help="do not run fn on tiles with nothing above --empty-threshold",

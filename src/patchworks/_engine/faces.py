@@ -98,6 +98,8 @@ def plan_face_tasks(
     margin = 1 if connectivity > 1 else 0  # diagonal neighbours reach one tile further
     tasks = []
     for axis in range(plan.ndim):
+        if axis in plan.separate:
+            continue  # never joined across (each time point on its own)
         for block in _blocks(plan, axis, block_voxels or BLOCK_VOXELS):
             for row in range(1, plan.grid[axis]):
                 upper = tuple(
@@ -204,6 +206,8 @@ def plane_pairs(job: FaceJob, task_index: int) -> NDArray[np.int64]:
     last = others[-1] if others else None  # repeats are dropped along this axis
     found = []
     for delta in cross_offsets(plan.ndim, axis, job.connectivity):
+        if any(d and b in plan.separate for b, d in zip(others, delta, strict=True)):
+            continue  # a diagonal step across a separate axis (another time point)
         up_box, down_box = [slice(0, 1)] * plan.ndim, [slice(0, 1)] * plan.ndim
         origin = {}
         for b, d in zip(others, delta, strict=True):

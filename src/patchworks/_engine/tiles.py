@@ -119,6 +119,8 @@ def check_labels(
         raise InvalidLabelsError(
             f"{origin} must return integer labels; got dtype {result.dtype} {where}."
         )
+    if not result.dtype.isnative:  # e.g. big-endian labels: every later step reads native
+        result = result.astype(result.dtype.newbyteorder("="))
     if not result.size:
         return result, 0
     # One pass for both the largest label and the sign check: as unsigned, a negative

@@ -239,6 +239,9 @@ class OutputRun:
             for array in staged_arrays(staging):
                 _ = array.shape  # opens the metadata
         except Exception as exc:
+            if self.overwrite:  # the advice below: discard it and start over
+                logger.info("discarding a damaged resume state (%s: %s)", type(exc).__name__, exc)
+                return None
             raise IncompleteOutputError(
                 f"the resume state of {self.write_to!r} in {self.state_dir!r} is damaged "
                 f"({type(exc).__name__}: {exc}); pass overwrite=True to discard it and start "

@@ -60,6 +60,7 @@ class RunInfo(TypedDict):
     memory_per_tile_bytes: int
     workers: int
     memory_in_flight_bytes: int
+    time_axes: list[str]
     ome: NotRequired[OmeInfo]
 
 
@@ -84,11 +85,17 @@ def describe(
     """
     from patchworks._options import resolve_tile_shape
     from patchworks._plan import TilePlan, normalize_overlap
+    from patchworks._run import one_per_time_point
     from patchworks.io._source import open_image
 
     source = open_image(image, channel_axis=channel_axis, level=level, channel=channel)
     workers = workers or os.cpu_count() or 1
     tiles = resolve_tile_shape(tile_shape, source, n_tasks=workers, use_gpu=False)
+    separate = source.time_axes
+    names = [source.axes.names[i] for i in separate] if source.axes is not None else []
+    tiles = one_per_time_point(
+        tiles, separate, given=tile_shape, names=", ".join(repr(n) for n in names)
+    )
     auto_overlap = isinstance(overlap, str) and overlap == "auto"
     halo = (0,) * len(tiles) if auto_overlap else normalize_overlap(overlap, tiles)
     plan = TilePlan(shape=source.shape, tile_shape=tiles, halo=halo)
@@ -115,6 +122,7 @@ def describe(
         "memory_per_tile_bytes": int(per_tile),
         "workers": int(workers),
         "memory_in_flight_bytes": int(per_tile * workers),
+        "time_axes": names,
     }
     if source.ome is not None:
         ome = source.ome
@@ -198,6 +206,11 @@ def format_info(info: RunInfo) -> str:
     elif info["channel_axis"] is not None:
         channel_note = f" (all handed to fn, axis {info['channel_axis']})"
     lines.append(f"channels    {info['channels']}{channel_note}")
+    if info["time_axes"]:
+        lines.append(
+            f"time        axis {', '.join(info['time_axes'])}: each time point labelled on its "
+            "own (time_as_space=True joins across it)"
+        )
     halo = info["halo"] if isinstance(info["halo"], str) else tup(info["halo"])
     lines.append(
         f"tiles       {info['n_tiles']} tiles of {tup(info['tile_shape'])} "

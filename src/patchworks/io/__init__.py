@@ -21,7 +21,8 @@ from typing import Any
 
 from patchworks.errors import InvalidParameterError
 from patchworks.io._base import Output, Sink, Source, TaskMap
-from patchworks.io._ome_sink import OmeZarrSink
+from patchworks.io._ngff import check_chunks
+from patchworks.io._ome_sink import OmeZarrSink, check_label_name
 from patchworks.io._pyramid import check_method
 from patchworks.io._storage import is_url
 from patchworks.io._zarr_sink import ZarrSink, check_write_to
@@ -72,11 +73,17 @@ def parse_sink(
             f"`output_format` must be one of {list(formats)}; got {output_format!r}."
         )
     check_method(pyramid)
+    check_label_name(label_name)
+    check_chunks(output_chunks, len(source.shape))
     if isinstance(write_to, Sink) and not isinstance(write_to, str | os.PathLike):
         return write_to  # (a pathlib.Path has an ``open`` too)
     if write_to is not None and not isinstance(write_to, str | os.PathLike):
         check_write_to(write_to, overwrite=False)  # raises: names the bad type
     if output_format == "auto":
+        # Labels go into an OME-Zarr input only when asked (output_format="ome-zarr"):
+        # without write_to they are returned, and the input is never written.
+        if write_to is None:
+            return None
         output_format = "zarr" if source.ome is None else "ome-zarr"
     return SINKS[output_format](
         write_to,

@@ -44,7 +44,7 @@ from patchworks.io._ngff import (
 )
 from patchworks.io._pyramid import LevelJob, PyramidMethod, check_method, downsample_chunk
 from patchworks.io._storage import is_url
-from patchworks.io._zarr_sink import check_write_to, open_result
+from patchworks.io._zarr_sink import check_writable, check_write_to, open_result
 
 logger = logging.getLogger(__name__)
 
@@ -292,12 +292,13 @@ def plan_label_output(
             '`output_format="ome-zarr"` needs `write_to` for an input that is not an '
             "OME-Zarr image (labels go inside OME-Zarr inputs only); got write_to=None."
         )
-    _check_name(label_name)
+    check_label_name(label_name)
     labels_group: str | None = None
     source_image: str | None
     if write_to is None:
         labels_group = os.path.join(ome.url, "labels")
         final = os.path.join(labels_group, label_name)
+        check_writable(final)  # a read-only image: refused now, not after the tiles
         source_image = "../../"
     else:
         final = write_to
@@ -339,7 +340,7 @@ def plan_label_output(
     return output
 
 
-def _check_name(name: Any) -> None:
+def check_label_name(name: Any) -> None:
     if (
         not isinstance(name, str)
         or not name

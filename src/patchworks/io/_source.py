@@ -24,6 +24,7 @@ from patchworks.errors import (
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
+    from patchworks.io._axes import Axes
     from patchworks.io._ome import AxisView, OmeSelection
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
@@ -41,6 +42,14 @@ class ImageSource:
     channel_axis: int | None = None
     description: str = field(default="array", compare=False)
     ome: OmeSelection | None = field(default=None, compare=False)  # of an OME-Zarr input
+    axes: Axes | None = field(default=None, compare=False)  # spatial, when the file names them
+
+    @property
+    def time_axes(self) -> tuple[int, ...]:
+        """Spatial axes the file names as time (``t``), each time point labelled apart."""
+        if self.axes is None:
+            return ()
+        return tuple(i for i, kind in enumerate(self.axes.types) if kind == "time")
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -146,8 +155,9 @@ def _open_path(
     channel: int | None,
     channel_axis: int | None,
     name: str,
-) -> tuple[Any, int | None, OmeSelection | None]:
-    """(array, channel axis, OME selection or None) for a zarr or TIFF path / URL."""
+) -> tuple[Any, int | None, OmeSelection | None, Axes | None]:
+    """(array, channel axis, OME selection or None, the labels' axes when the file names
+    them) for a zarr or TIFF path / URL."""
     import zarr
 
     from patchworks.io._ome import open_multiscale
@@ -155,17 +165,18 @@ def _open_path(
     if path.lower().endswith(TIFF_SUFFIXES):
         from patchworks.io._tiff import open_tiff
 
-        return open_tiff(path, level=level, channel=channel, channel_axis=channel_axis)
+        array, axis, axes = open_tiff(path, level=level, channel=channel, channel_axis=channel_axis)
+        return array, axis, None, axes
     node = _open_zarr_path(path, level, name)
     if isinstance(node, zarr.Array):
         if channel is None:
-            return node, channel_axis, None
+            return node, channel_axis, None, None
         axis = _check_channel_axis(channel_axis, len(node.shape))
-        return _select_channel(node, channel, axis), None, None
+        return _select_channel(node, channel, axis), None, None, None
     opened = open_multiscale(node, path, level=level, channel=channel, channel_axis=channel_axis)
     if opened is not None:
-        return opened
-    return _array_from_group(node, path, level, name), channel_axis, None
+        return (*opened, opened[2].axes)
+    return _array_from_group(node, path, level, name), channel_axis, None, None
 
 
 def _check_channel_axis(channel_axis: object, ndim: int) -> int | None:
@@ -236,13 +247,13 @@ def open_image(
         image = os.fspath(image)
     if channel_axis is not None:
         _check_channel_axis(channel_axis, 64)  # type check now, range once the rank is known
-    ome = None
+    ome, axes = None, None
     if isinstance(image, str):
         description = image
         is_url = "://" in image
         if not is_url and not os.path.exists(image):
             raise ImageNotFoundError(f"`{name}` path does not exist: {image!r}.")
-        array, channel_axis, ome = _open_path(
+        array, channel_axis, ome, axes = _open_path(
             image, level=level, channel=channel, channel_axis=channel_axis, name=name
         )
     elif isinstance(image, np.ndarray | zarr.Array) or _is_dask_array(image):
@@ -258,7 +269,9 @@ def open_image(
     channel_axis = _check_channel_axis(channel_axis, len(array.shape))
     if channel is not None and not isinstance(image, str):
         array, channel_axis = _select_channel(array, channel, channel_axis), None
-    source = ImageSource(array=array, channel_axis=channel_axis, description=description, ome=ome)
+    source = ImageSource(
+        array=array, channel_axis=channel_axis, description=description, ome=ome, axes=axes
+    )
     if source.ndim < 1 or any(n == 0 for n in source.shape):
         raise InvalidImageError(
             f"`{name}` must have at least one spatial axis and no empty axis; got shape "

@@ -94,8 +94,9 @@ def open_tiff(
     level: int | str | None,
     channel: int | None,
     channel_axis: int | None,
-) -> tuple[TiffArray | AxisView, int | None, None]:
-    """The array to segment from a TIFF file, its channel axis, and no OME selection."""
+) -> tuple[TiffArray | AxisView, int | None, Axes]:
+    """The array to segment from a TIFF file, its channel axis, and the axes of its labels
+    (the file's axes without channel and dropped singletons)."""
     tifffile = _tifffile()
     try:
         with tifffile.TiffFile(path) as tif:
@@ -112,9 +113,11 @@ def open_tiff(
             f"levels); got {level!r}."
         )
     array = TiffArray(path, level=int(k))
-    index, new_channel_axis, _ = select_axes(
-        array.shape, tiff_axes(axes), channel=channel, channel_axis=channel_axis, url=path
+    file_axes = tiff_axes(axes)
+    index, new_channel_axis, kept = select_axes(
+        array.shape, file_axes, channel=channel, channel_axis=channel_axis, url=path
     )
+    label_axes = file_axes.drop([i for i in range(file_axes.ndim) if i not in kept])
     if all(i is None for i in index):
-        return array, new_channel_axis, None
-    return AxisView(array, index), new_channel_axis, None
+        return array, new_channel_axis, label_axes
+    return AxisView(array, index), new_channel_axis, label_axes

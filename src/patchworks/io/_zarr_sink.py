@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from patchworks._fs import fsync_dir, remove_tree
-from patchworks.errors import InvalidParameterError, OutputExistsError
+from patchworks.errors import InvalidParameterError, OutputExistsError, OutputNotWritableError
 
 METADATA_KEY = "patchworks"
 
@@ -30,6 +30,10 @@ def check_write_to(write_to: Any, *, overwrite: bool, image: Any = None) -> str 
             f"or None; got an object of type {type(write_to).__name__}."
         )
     path = os.fspath(write_to)
+    if not path.strip():
+        raise InvalidParameterError(
+            f"`write_to` must be a path to the output (or None to return the labels); got {path!r}."
+        )
     if "://" in path:
         raise InvalidParameterError(
             f"`write_to` must be a local filesystem path (remote outputs are written by "
@@ -46,7 +50,34 @@ def check_write_to(write_to: Any, *, overwrite: bool, image: Any = None) -> str 
             f"`write_to` {path!r} already exists; pass overwrite=True to replace it (only "
             "once the new result is complete) or choose another path."
         )
+    check_writable(path)
     return path
+
+
+def check_writable(path: str) -> None:
+    """Raise :class:`~patchworks.errors.OutputNotWritableError` unless a file can be
+    created in the folder of ``path`` (or in the nearest folder above it that exists, where
+    the missing ones will be made): a probe file is written and removed."""
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(folder):
+        if os.path.exists(folder):
+            raise OutputNotWritableError(
+                f"`write_to` {path!r} cannot be written: {folder!r} is a file, not a folder; "
+                "choose another path."
+            )
+        folder = os.path.dirname(folder)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".patchworks-probe-", dir=folder)
+    except OSError as exc:
+        raise OutputNotWritableError(
+            f"`write_to` {path!r} cannot be written: no file can be created in {folder!r} "
+            f"({type(exc).__name__}: {exc.strerror or exc}); choose a folder you can write "
+            "to, or fix its permissions."
+        ) from exc
+    os.close(fd)
+    os.remove(probe)
 
 
 def is_complete(array: Any) -> bool:

@@ -317,6 +317,8 @@ def match_tile(job: MatchJob, index: int) -> TileMatches:
 
     found = []
     for step in lower_offsets(plan.ndim):
+        if any(step[b] for b in plan.separate):
+            continue  # never matched across a separate axis (another time point)
         position = tuple(p + s for p, s in zip(tile.position, step, strict=True))
         if any(not 0 <= p < g for p, g in zip(position, plan.grid, strict=True)):
             continue
