@@ -57,3 +57,43 @@ def test_tiff_array_is_lazy_and_picklable():
     copy = pickle.loads(pickle.dumps(array))
     assert copy._array is None
     assert np.array_equal(copy[1:3, 5:9], image[1:3, 5:9])
+
+
+def _two_cells():
+    image = np.zeros((4, 32, 32), "uint16")
+    image[1:3, 5:20, 5:20] = 1000
+    return image
+
+
+@pytest.mark.parametrize("kind", ["ome", "imagej"])
+def test_pixel_sizes_carry_into_the_label_image_and_info(kind, tmp_path):
+    import zarr
+
+    from patchworks._tools.info import describe, format_info
+
+    path = str(tmp_path / f"img.{kind}.tif")
+    if kind == "ome":
+        meta = {"axes": "ZYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5, "PhysicalSizeZ": 2.0}
+        tifffile.imwrite(path, _two_cells(), metadata=meta)
+        expected = [2.0, 0.5, 0.5]
+    else:
+        meta = {"axes": "ZYX", "spacing": 3.0, "unit": "um"}
+        tifffile.imwrite(path, _two_cells(), imagej=True, resolution=(4, 4), metadata=meta)
+        expected = [3.0, 0.25, 0.25]
+    out = tmp_path / "labels.zarr"
+    fn = lambda t: ndi.label(t > 500)[0]  # noqa: E731
+    tile_process(path, fn, tile_shape=(2, 16, 16), write_to=out, output_format="ome-zarr")
+    multiscale = dict(zarr.open_group(out).attrs)["ome"]["multiscales"][0]
+    assert multiscale["datasets"][0]["coordinateTransformations"][0]["scale"] == expected
+    assert [a.get("unit") for a in multiscale["axes"]] == ["micrometer"] * 3
+    info = describe(path)
+    assert info["pixel_size"] == expected
+    assert "pixel size (" in format_info(info) and "micrometer" in format_info(info)
+
+
+def test_a_tiff_without_sizes_has_none(tmp_path):
+    from patchworks._tools.info import describe
+
+    path = str(tmp_path / "plain.tif")
+    tifffile.imwrite(path, _two_cells(), photometric="minisblack")
+    assert "pixel_size" not in describe(path)

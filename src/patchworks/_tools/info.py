@@ -61,6 +61,9 @@ class RunInfo(TypedDict):
     workers: int
     memory_in_flight_bytes: int
     time_axes: list[str]
+    axes: NotRequired[list[str]]  # a TIFF's (an OME-Zarr image's are in ``ome``)
+    pixel_size: NotRequired[list[float]]
+    units: NotRequired[list[str | None]]
     ome: NotRequired[OmeInfo]
 
 
@@ -124,6 +127,11 @@ def describe(
         "memory_in_flight_bytes": int(per_tile * workers),
         "time_axes": names,
     }
+    if source.ome is None and source.axes is not None:
+        info["axes"] = list(source.axes.names)
+        info["units"] = list(source.axes.units)
+        if source.axes.scale is not None:
+            info["pixel_size"] = list(source.axes.scale)
     if source.ome is not None:
         ome = source.ome
         info["ome"] = {
@@ -195,6 +203,11 @@ def format_info(info: RunInfo) -> str:
         f"chunks {tup(info['chunks'])}"
     )
     ome = info.get("ome")
+    if "axes" in info:
+        sizes = info.get("pixel_size")
+        units = sorted({u for u in info.get("units", []) if u})
+        size_note = f"  pixel size {tup(sizes)} {', '.join(units)}".rstrip() if sizes else ""
+        lines.append(f"axes        {tup(info['axes'])}{size_note}")
     if ome:
         lines.append(f"axes        {tup(ome['axes'])}  NGFF {ome['version']}")
         levels = ", ".join(f"{lv['path']} {tup(lv['scale'])}" for lv in ome["levels"])

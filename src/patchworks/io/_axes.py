@@ -32,6 +32,9 @@ class Axes:
     names: tuple[str, ...]
     types: tuple[str, ...]
     units: tuple[str | None, ...]
+    #: Pixel size per axis (in ``units``), when the file records it (TIFF; an OME-Zarr
+    #: image's sizes are its levels' ``scale``).
+    scale: tuple[float, ...] | None = None
 
     @classmethod
     def from_ngff(
@@ -83,6 +86,7 @@ class Axes:
             tuple(self.names[i] for i in keep),
             tuple(self.types[i] for i in keep),
             tuple(self.units[i] for i in keep),
+            None if self.scale is None else tuple(self.scale[i] for i in keep),
         )
 
     def to_ngff(self) -> list[dict[str, str]]:

@@ -93,6 +93,8 @@ def label_levels(source: Any, axes: Axes) -> list[dict[str, Any]]:
     ome, shape = source.ome, tuple(source.shape)
     if ome is not None:
         scale0, shift0 = ome.scale, ome.translation
+    elif axes.scale is not None:  # a TIFF's pixel sizes
+        scale0, shift0 = axes.scale, (0.0,) * len(shape)
     else:
         scale0, shift0 = (1.0,) * len(shape), (0.0,) * len(shape)
     levels = [

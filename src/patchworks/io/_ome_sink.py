@@ -320,7 +320,7 @@ def plan_label_output(
     # the input's zarr format, so the labels are members of its hierarchy (0.4 metadata in
     # a zarr v3 group is mirrored as such rather than mixing formats)
     zarr_format = ome.image.zarr_format if ome is not None else 3
-    axes = ome.axes if ome is not None else Axes.default(len(source.shape))
+    axes = ome.axes if ome is not None else source.axes or Axes.default(len(source.shape))
     output = LabelOutput(
         final_path=final,
         labels_group=labels_group,

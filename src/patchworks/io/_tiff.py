@@ -68,8 +68,58 @@ class TiffArray:
         return {**self.__dict__, "_array": None}  # reopened on the worker
 
 
-def tiff_axes(axes: str) -> Axes:
-    """Axes from a tifffile axes string: C and S are channels, T is time, others space.
+#: NGFF unit names of the length units TIFF writers use.
+_UNITS = {
+    "µm": "micrometer",
+    "um": "micrometer",
+    "micron": "micrometer",
+    "microns": "micrometer",
+    "micrometer": "micrometer",
+    "nm": "nanometer",
+    "nanometer": "nanometer",
+    "mm": "millimeter",
+    "millimeter": "millimeter",
+    "s": "second",
+    "sec": "second",
+    "ms": "millisecond",
+}
+
+
+def pixel_sizes(tif: Any, axes: str) -> dict[str, tuple[float, str | None]]:
+    """Pixel size and NGFF unit per axis letter, from OME-XML or ImageJ metadata."""
+    found: dict[str, tuple[float, str | None]] = {}
+    if tif.is_ome and tif.ome_metadata:
+        import tifffile
+
+        image = tifffile.xml2dict(tif.ome_metadata).get("OME", {}).get("Image", {})
+        pixels = (image[0] if isinstance(image, list) else image).get("Pixels", {})
+        for letter in "XYZ":
+            size = pixels.get(f"PhysicalSize{letter}")
+            if size:
+                unit = str(pixels.get(f"PhysicalSize{letter}Unit", "µm"))
+                found[letter] = (float(size), _UNITS.get(unit.lower()))
+        if pixels.get("TimeIncrement"):
+            unit = str(pixels.get("TimeIncrementUnit", "s"))
+            found["T"] = (float(pixels["TimeIncrement"]), _UNITS.get(unit.lower()))
+    elif tif.is_imagej and tif.imagej_metadata is not None:
+        meta = tif.imagej_metadata
+        length_unit = _UNITS.get(str(meta.get("unit", "")).lower().replace("\\u00b5", "µ"))
+        page = tif.pages[0]
+        for letter, tag in (("X", "XResolution"), ("Y", "YResolution")):
+            if tag in page.tags:
+                num, den = page.tags[tag].value
+                if num and length_unit is not None:  # no unit: the resolution is DPI noise
+                    found[letter] = (den / num, length_unit)
+        if meta.get("spacing") and "Z" in axes.upper():
+            found["Z"] = (float(meta["spacing"]), length_unit)
+        if meta.get("finterval") and "T" in axes.upper():
+            found["T"] = (float(meta["finterval"]), "second")
+    return found
+
+
+def tiff_axes(axes: str, sizes: dict[str, tuple[float, str | None]] | None = None) -> Axes:
+    """Axes from a tifffile axes string: C and S are channels, T is time, others space;
+    with ``sizes`` (:func:`pixel_sizes`), their pixel sizes and units.
 
     Examples
     --------
@@ -85,7 +135,10 @@ def tiff_axes(axes: str) -> Axes:
             seen_channel = True
         names.append(letter.lower())
         types.append(kind)
-    return Axes(tuple(names), tuple(types), (None,) * len(names))
+    sizes = sizes or {}
+    units = tuple(sizes[a][1] if a in sizes else None for a in axes.upper())
+    scale = tuple(sizes[a][0] if a in sizes else 1.0 for a in axes.upper()) if sizes else None
+    return Axes(tuple(names), tuple(types), units, scale)
 
 
 def open_tiff(
@@ -102,6 +155,7 @@ def open_tiff(
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             n_levels, axes = len(series.levels), series.axes
+            sizes = pixel_sizes(tif, axes)
     except Exception as exc:
         raise InvalidImageError(
             f"`image` {path!r} could not be read as TIFF ({type(exc).__name__}: {exc})."
@@ -113,7 +167,7 @@ def open_tiff(
             f"levels); got {level!r}."
         )
     array = TiffArray(path, level=int(k))
-    file_axes = tiff_axes(axes)
+    file_axes = tiff_axes(axes, sizes)
     index, new_channel_axis, kept = select_axes(
         array.shape, file_axes, channel=channel, channel_axis=channel_axis, url=path
     )
