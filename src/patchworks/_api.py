@@ -7,11 +7,10 @@ NumPy array, anything else a lazy dask array (the overloads say so to type check
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, overload
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack, overload
 
 import numpy as np
 from numpy.typing import NDArray
-from typing_extensions import Unpack
 
 from patchworks._options import merge_spec, tile_spec
 from patchworks._run import run
