@@ -90,7 +90,7 @@ def test_cellpose_fn_runs_through_tile_process(cellpose_weights):
 
     from patchworks.plugins.cellpose import cellpose_fn
 
-    fn = cellpose_fn(cellpose_weights, diameter=30, channels=(0, 0))
+    fn = cellpose_fn(cellpose_weights, diameter=30, channels=(0, 0), normalize="tile")
     image = blobs((48, 48))
     result = tile_process(image, fn, tile_shape=(24, 24), overlap=8, compute=True)
     assert result.shape == image.shape and result.dtype == np.int32
@@ -114,13 +114,15 @@ def test_cellpose_fn_planes_and_channels(cellpose_weights):
     from patchworks.plugins.cellpose import cellpose_fn
 
     stack = np.stack([blobs((32, 32), seed=s) for s in range(3)])
-    per_plane = cellpose_fn(cellpose_weights, diameter=30, do_3D=False)
+    per_plane = cellpose_fn(cellpose_weights, diameter=30, do_3D=False, normalize="tile")
     labels = per_plane(stack)
     assert labels.shape == stack.shape and labels.dtype == np.int32
     assert np.array_equal(labels[1] > 0, per_plane(stack[1]) > 0)
     one_plane = per_plane(stack[:1])
     assert one_plane.shape == (1, 32, 32)
-    two_channels = cellpose_fn(cellpose_weights, diameter=30, channels=(1, 2), channel_axis=0)
+    two_channels = cellpose_fn(
+        cellpose_weights, diameter=30, channels=(1, 2), channel_axis=0, normalize="tile"
+    )
     assert two_channels(np.stack([stack[0], stack[1]])).shape == (32, 32)
 
 
@@ -159,7 +161,7 @@ def test_stardist_fn_runs_through_tile_process(stardist_folder):
 
     from patchworks.plugins.stardist import stardist_fn
 
-    fn = stardist_fn(stardist_folder)
+    fn = stardist_fn(stardist_folder, normalize="tile")
     image = blobs((64, 64))
     result = tile_process(image, fn, tile_shape=(32, 32), overlap=8, stitch="iou", compute=True)
     assert result.shape == image.shape and result.dtype == np.int32
@@ -183,7 +185,7 @@ def test_stardist_fn_runs_through_tile_process(stardist_folder):
 def test_stardist_2d_model_on_a_stack_goes_plane_by_plane(stardist_folder):
     from patchworks.plugins.stardist import stardist_fn
 
-    fn = stardist_fn("tiny", basedir=os.path.dirname(stardist_folder))
+    fn = stardist_fn("tiny", basedir=os.path.dirname(stardist_folder), normalize="tile")
     stack = np.stack([blobs((32, 32), seed=s) for s in range(2)])
     labels = fn(stack)
     assert labels.shape == stack.shape and labels.dtype == np.int32
@@ -227,7 +229,7 @@ def test_cellpose_fn_hands_its_options_to_eval(cellpose_weights):
         "flow_threshold": 0.2,
     }
     stack = np.stack([blobs((20, 20), seed=s) for s in range(2)])
-    assert cellpose_fn(model, do_3D=True, diameter=30)(stack).shape == stack.shape
+    assert cellpose_fn(model, do_3D=True, diameter=30, normalize="tile")(stack).shape == stack.shape
     shape, kwargs = calls[-1]
     assert shape == (2, 20, 20) and kwargs["do_3D"] is True and kwargs["z_axis"] == 0
 
@@ -238,7 +240,7 @@ def test_stardist_loads_once_per_worker_process_on_a_cluster(stardist_folder):
     from patchworks import make_local_cluster
     from patchworks.plugins.stardist import stardist_fn
 
-    fn = stardist_fn(stardist_folder)
+    fn = stardist_fn(stardist_folder, normalize="tile")
     image = blobs((64, 96))
     client, cluster = make_local_cluster(n_workers=2, threads_per_worker=2, dashboard_address=None)
     try:

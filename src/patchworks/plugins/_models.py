@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, TypeVar, cast
 
-from patchworks.errors import missing_dependency
+from patchworks.errors import PatchworksError, missing_dependency
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -34,6 +34,19 @@ _LOCK = threading.Lock()
 _MODELS: dict[Hashable, object] = {}
 _CALL_LOCKS: dict[Hashable, threading.Lock] = {}
 LOADS: Counter[Hashable] = Counter()
+
+
+class TileNormalizationWarning(UserWarning):
+    """A plugin normalises each tile with its own percentiles (no ``image=`` given), so a
+    tiled run can find objects that the whole-image run does not."""
+
+
+class ModelNotFoundError(PatchworksError, FileNotFoundError):
+    """The model's weights (a file or folder) do not exist; raised when the plugin is built."""
+
+
+class GPUUnavailableError(PatchworksError, RuntimeError):
+    """``gpu=True`` was asked for, but the framework sees no usable GPU on this machine."""
 
 
 def cached_model(key: Hashable, load: Callable[[], _Model]) -> _Model:
@@ -84,3 +97,12 @@ def import_models(package: str, plugin: str) -> ModuleType:
         return importlib.import_module(f"{package}.models")
     except ImportError as exc:
         raise missing_dependency(package, package, f"patchworks.plugins.{plugin}") from exc
+
+
+def check_gpu(plugin: str, framework: str, available: Callable[[], bool]) -> None:
+    """Raise :class:`GPUUnavailableError` unless ``available()`` (called only now) is true."""
+    if not available():
+        raise GPUUnavailableError(
+            f"`gpu=True` needs a GPU that {framework} can use; {framework} sees none on this "
+            f"machine. Pass gpu=False to {plugin} to run on the CPU."
+        )

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from patchworks.plugins._models import cached_model, import_models, model_lock, require
+from patchworks.plugins._models import (
+    ModelNotFoundError,
+    cached_model,
+    check_gpu,
+    import_models,
+    model_lock,
+    require,
+)
+from patchworks.plugins._normalize import IntensityRange, fit_tiling, resolve_normalize
 from patchworks.plugins._planes import as_labels, channels_last, check_spatial, per_plane
 
 if TYPE_CHECKING:
@@ -21,6 +29,9 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 PLUGIN = "cellpose_fn"
+
+#: Cellpose's own percentiles (``normalize99``).
+PERCENTILES = (1.0, 99.0)
 
 
 def _require() -> None:
@@ -33,9 +44,22 @@ def _import_models() -> ModuleType:
 
 def _load(model: str, gpu: bool) -> Any:
     models = _import_models()
-    if isinstance(model, str) and os.path.exists(model):
+    if os.path.exists(model):
         return models.CellposeModel(gpu=gpu, pretrained_model=model)
+    if model not in [*models.MODEL_NAMES, *models.get_user_models()]:
+        # Cellpose itself would fall back to its default model without a word.
+        raise ModelNotFoundError(
+            f"`model` must be a Cellpose model name ({', '.join(models.MODEL_NAMES[:3])}, "
+            f"...) or the path of a weights file; no such file: {model!r}."
+        )
     return models.CellposeModel(gpu=gpu, model_type=model)
+
+
+def _gpu_available() -> bool:
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    return bool(torch.cuda.is_available() or (mps is not None and mps.is_available()))
 
 
 @dataclass(frozen=True)
@@ -52,9 +76,19 @@ class CellposeFn:
     diameter: float | None = None
     channels: tuple[int, ...] | None = None
     channel_axis: int | None = None
-    normalize: bool | dict[str, Any] = True
+    normalize: str | bool | IntensityRange | dict[str, Any] = "tile"
     do_3D: bool | None = None
     eval_kwargs: dict[str, object] = field(default_factory=dict)
+
+    #: Cellpose rescales each tile by ``diam_mean / diameter`` and pads it itself, so it
+    #: imposes no pixel grid on tile origins.
+    grid: tuple[int, ...] = (1, 1)
+
+    def fit_tiling(
+        self, tile_shape: int | Sequence[int], overlap: int | Sequence[int]
+    ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """``tile_shape`` and ``overlap`` rounded up to multiples of :attr:`grid`."""
+        return fit_tiling(self.grid, tile_shape, overlap)
 
     @property
     def key(self) -> tuple[str, str, bool] | tuple[str, int]:
@@ -72,13 +106,18 @@ class CellposeFn:
         self, model: Any, x: NDArray[Any], channel_axis: int | None, **extra: object
     ) -> NDArray[Any]:
         channels = list(self.channels) if self.channels is not None else None
+        normalize = self.normalize
+        if isinstance(normalize, IntensityRange):
+            normalize = False  # the tile was scaled with the image-wide range already
+        elif normalize == "tile":
+            normalize = True
         with model_lock(self.key):
             result = model.eval(
                 x,
                 diameter=self.diameter,
                 channels=channels,
                 channel_axis=channel_axis,
-                normalize=self.normalize,
+                normalize=normalize,
                 **extra,
                 **self.eval_kwargs,
             )
@@ -86,6 +125,8 @@ class CellposeFn:
         return masks
 
     def __call__(self, tile: NDArray[Any]) -> NDArray[np.signedinteger[Any]]:
+        if isinstance(self.normalize, IntensityRange):
+            tile = self.normalize.apply(np.asarray(tile), self.channel_axis)
         array, spatial = channels_last(tile, self.channel_axis)
         check_spatial(spatial, PLUGIN)
         model = self.load()
@@ -105,11 +146,12 @@ class CellposeFn:
 def cellpose_fn(
     model: Any = "cyto3",
     *,
+    image: Any = None,
     gpu: bool = False,
     diameter: float | None = None,
     channels: Sequence[int] | None = None,
     channel_axis: int | None = None,
-    normalize: bool | dict[str, Any] = True,
+    normalize: str | bool | IntensityRange | Sequence[float] | dict[str, Any] = "image",
     do_3D: bool | None = None,
     **eval_kwargs: object,
 ) -> CellposeFn:
@@ -119,17 +161,29 @@ def cellpose_fn(
     ----------
     model : str, os.PathLike or cellpose.models.CellposeModel
         A built-in model name (``"cyto3"``, ``"nuclei"``, ...), the path of a trained
-        model file, or a model object.
+        model file, or a model object. A name or path is loaded here, at once (a missing
+        file raises :class:`ModelNotFoundError`), and again once per worker process.
+    image : str, os.PathLike or array, optional
+        The image you will segment (as given to :func:`patchworks.tile_process`), read
+        here for its image-wide percentiles (1, 99) when ``normalize="image"``.
     gpu : bool
         Run on the GPU (on a GPU cluster each worker uses the device it is pinned to).
+        Without a GPU that torch can use, :class:`GPUUnavailableError` is raised here
+        (Cellpose itself would fall back to the CPU without a word).
     diameter : float, optional
         Object diameter in pixels; None uses the model's own (``diam_mean``).
     channels : sequence of int, optional
         Cellpose's ``channels`` (``[cytoplasm, nucleus]``, 1-based, 0 = grayscale).
     channel_axis : int, optional
         Axis of the tile that holds channels (the image's ``channel_axis``).
-    normalize : bool or dict
-        Cellpose's percentile normalisation of each tile.
+    normalize : "image", "tile", False, IntensityRange, (low, high) or dict
+        ``"image"`` (default, also True): scale every tile by the percentiles of the
+        whole ``image``, so tiles agree with the untiled run; without ``image=`` it falls
+        back to ``"tile"`` with a :class:`TileNormalizationWarning`. ``"tile"``: Cellpose's
+        own percentile normalisation of each tile (a dict of Cellpose's normalisation
+        options means the same, with those options). A range from
+        :func:`image_percentiles`, or a ``(low, high)`` pair: those fixed values map to 0
+        and 1. False: none.
     do_3D : bool, optional
         For tiles with several planes: True segments in 3-D, False plane by plane (IDs
         distinct per plane; use ``stitch="iou"`` with ``overlap=0`` along planes to join
@@ -143,9 +197,16 @@ def cellpose_fn(
     fn : CellposeFn
         ``fn(tile) -> labels``, int32 labels of the tile's spatial shape.
 
+    Raises
+    ------
+    ModelNotFoundError
+        ``model`` is neither a Cellpose model name nor an existing file.
+    GPUUnavailableError
+        ``gpu=True`` on a machine where torch sees no GPU.
+
     Examples
     --------
-    >>> fn = cellpose_fn("cyto3", diameter=30)      # doctest: +SKIP
+    >>> fn = cellpose_fn("cyto3", image="image.zarr", diameter=30)  # doctest: +SKIP
     >>> tile_process("image.zarr", fn, tile_shape=(1, 2048, 2048), overlap=20,
     ...              stitch="iou", write_to="labels.zarr")  # doctest: +SKIP
     """
@@ -158,13 +219,17 @@ def cellpose_fn(
             weights = weights[0]
         if isinstance(weights, str) and os.path.exists(weights):
             model = weights  # reload from the file on workers instead of pickling the net
-    return CellposeFn(
+    if gpu:
+        check_gpu(PLUGIN, "torch", _gpu_available)
+    fn = CellposeFn(
         model=model,
         gpu=bool(gpu),
         diameter=diameter,
         channels=tuple(channels) if channels is not None else None,
         channel_axis=channel_axis,
-        normalize=normalize,
+        normalize=resolve_normalize(normalize, image, PERCENTILES, channel_axis, PLUGIN),
         do_3D=do_3D,
         eval_kwargs=dict(eval_kwargs),
     )
+    fn.load()  # here, so that missing weights fail before any tile runs
+    return fn
