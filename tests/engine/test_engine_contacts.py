@@ -54,13 +54,24 @@ def test_inference_from_the_masks():
     assert contacts.n_touching([0b10, 0b110, 0b100]) == 2
 
 
-def test_each_process_scans_within_its_budget(monkeypatch):
-    monkeypatch.setattr(contacts, "SCAN_BUDGET", 10)
-    edge = np.array([[1, 0], [0, 2]])
-    assert contacts.scan_tile("run-a", edge) == 0b100
-    assert contacts.scan_tile("run-a", edge) == 0b100  # 8 of 10 voxels scanned
-    assert contacts.scan_tile("run-a", edge) == 0  # budget spent: nothing learnt
-    assert contacts.scan_tile("run-b", edge) == 0b100  # another run has its own
+def test_the_checked_tiles_are_a_fixed_sample_of_the_plan(monkeypatch, tmp_path):
+    """Every stride-th tile by index, whatever the order they run in: a resumed run
+    infers what an uninterrupted one does."""
+    assert contacts.sample_stride(4, 16) == 1  # small images: every tile
+    monkeypatch.setattr(contacts, "SCAN_BUDGET", 32)  # two of the four 4x4 tiles below
+    assert contacts.sample_stride(4, 16) == 2
+
+    def record(tile_with_edge):
+        image = np.zeros((4, 16), "int32")
+        column = 4 * tile_with_edge
+        image[0, column], image[1, column + 1] = 1, 2  # distinct labels touching at an edge
+        image[3, 0:16:4] = 3  # every tile has labels
+        out = tmp_path / f"edge-in-{tile_with_edge}.zarr"
+        tile_process(image, lambda t: t, tile_shape=(4, 4), write_to=out)
+        return dict(zarr.open_array(out).attrs)["patchworks"]
+
+    assert record(2)["connectivity_from"] == "tiles"  # tile 2 is checked
+    assert record(1)["connectivity_from"] == "assumed"  # tile 1 is not
 
 
 @pytest.mark.parametrize("tile_shape", [(16, 32, 32), (8, 48, 40)])

@@ -34,7 +34,7 @@ class MergeInputs:
     executor: Executor
     sequential: bool
     dtype: np.dtype[Any]
-    contacts: NDArray[np.int64] | None = None  # per tile (see ._engine.contacts)
+    contacts: NDArray[np.int64]  # per tile: how its distinct labels touch (._engine.contacts)
 
     @property
     def occupied(self) -> list[int]:

@@ -11,8 +11,8 @@ stage applies it (:mod:`patchworks._engine.relabel`).
 from __future__ import annotations
 
 import logging
+import math
 import numbers
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -73,12 +73,8 @@ class Touch:
         return None  # any halo works: labels are cropped to the core
 
     def begin(self, plan: TilePlan, scratch: str, *, anchor: Any = None) -> TouchSeams:
-        if self.connectivity is not None and self.connectivity > plan.ndim:
-            raise InvalidParameterError(
-                f"`connectivity` must be an integer in 1..{plan.ndim} (the image's number of "
-                f"spatial axes) or None; got {self.connectivity!r}."
-            )
-        return TouchSeams(plan=plan, connectivity=self.connectivity)
+        stride = contact.sample_stride(plan.n_tiles, math.prod(plan.tile_shape))
+        return TouchSeams(plan=plan, connectivity=self.connectivity, stride=stride)
 
 
 @dataclass(frozen=True)
@@ -91,16 +87,16 @@ class TouchSeams:
 
     plan: TilePlan
     connectivity: int | None
-    token: str = field(default_factory=lambda: uuid.uuid4().hex)  # this run, per process
+    stride: int = 1  # tiles whose contacts are checked (see ._engine.contacts)
 
     def stage(self, job: TileJob, tile: Tile, labels: NDArray[Any], top: int) -> TileSummary:
         local = to_local_labels(labels[tile.crop], job.labels_dtype, tile, top=top)
-        found = contact.scan_tile(self.token, local.labels) if local.n else 0
+        checked = local.n and tile.index % self.stride == 0
+        found = contact.tile_contacts(local.labels) if checked else 0
         return stage_local_labels(job, tile, local, contacts=found)
 
     def join(self, inputs: MergeInputs) -> TouchJoined:
-        masks = inputs.contacts if inputs.contacts is not None else np.zeros(0, np.int64)
-        connectivity, info, notes = self._connectivity(masks)
+        connectivity, info, notes = self._connectivity(inputs.contacts)
         face_job = FaceJob(
             plan=self.plan,
             store=inputs.staging.faces,
