@@ -128,12 +128,13 @@ def _plan(spec: RunSpec, out: OutputRun, executor: Executor) -> TilePlan:
         spec.tile_shape, spec.source, n_tasks=executor.n_workers, use_gpu=spec.use_gpu
     )
     separate = () if spec.time_as_space else spec.source.time_axes
-    tiles = one_per_time_point(tiles, separate, given=spec.tile_shape, names=_names(spec, separate))
+    names = ", ".join(repr(n) for n in spec.source.axis_names(separate))
+    tiles = one_per_time_point(tiles, separate, given=spec.tile_shape, names=names)
     overlap = resolve_overlap(spec.overlap, spec.source, spec.fn, tiles)
     halo = normalize_overlap(overlap, tiles)
     if any(halo[i] for i in separate):
         raise InvalidParameterError(
-            f"`overlap` must be 0 along the time axis {_names(spec, separate)} (each time "
+            f"`overlap` must be 0 along the time axis {names} (each time "
             f"point is labelled on its own); got overlap={overlap!r}. Pass "
             "time_as_space=True to treat time as space."
         )
@@ -158,11 +159,6 @@ def one_per_time_point(
             "time_as_space=True to label across time points."
         )
     return tuple(1 if i in separate else t for i, t in enumerate(tiles))
-
-
-def _names(spec: RunSpec, axes: tuple[int, ...]) -> str:
-    names = spec.source.axes.names if spec.source.axes is not None else ()
-    return ", ".join(repr(names[i]) if i < len(names) else str(i) for i in axes)
 
 
 def _fingerprint(spec: RunSpec, out: OutputRun, plan: TilePlan) -> dict[str, Any] | None:

@@ -95,7 +95,7 @@ def describe(
     workers = workers or os.cpu_count() or 1
     tiles = resolve_tile_shape(tile_shape, source, n_tasks=workers, use_gpu=False)
     separate = source.time_axes
-    names = [source.axes.names[i] for i in separate] if source.axes is not None else []
+    names = source.axis_names(separate)
     tiles = one_per_time_point(
         tiles, separate, given=tile_shape, names=", ".join(repr(n) for n in names)
     )

@@ -51,6 +51,11 @@ class ImageSource:
             return ()
         return tuple(i for i, kind in enumerate(self.axes.types) if kind == "time")
 
+    def axis_names(self, indices: tuple[int, ...]) -> list[str]:
+        """The names of spatial axes ``indices``, as the file names them."""
+        names = self.axes.names if self.axes is not None else ()
+        return [names[i] if i < len(names) else str(i) for i in indices]
+
     @property
     def shape(self) -> tuple[int, ...]:
         """Spatial shape (the channel axis removed)."""
