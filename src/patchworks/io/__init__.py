@@ -50,8 +50,8 @@ def _ome_zarr(write_to: Any, source: Any, **options: Any) -> Sink | None:
 
 #: The output formats by name (``output_format=``, ``--output-format``).
 SINKS: dict[str, SinkFactory] = {"zarr": _zarr, "ome-zarr": _ome_zarr}
-#: What ``output_format=`` accepts: a name from :data:`SINKS`, or "auto" (OME-Zarr for an
-#: OME-Zarr input, else plain zarr).
+#: What ``output_format=`` accepts: a name from :data:`SINKS`, or "auto" (with
+#: ``write_to``: OME-Zarr for an OME-Zarr input, else plain zarr; without: nothing written).
 OUTPUT_FORMATS = ("auto", *SINKS)
 
 
