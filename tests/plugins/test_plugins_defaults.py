@@ -8,6 +8,7 @@ on it. Tests skip when the packages or the shared models are absent.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import pathlib
 
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from patchworks import tile_process
+from patchworks.errors import InvalidImageError, InvalidParameterError
 from patchworks.plugins import (
     GPUUnavailableError,
     IntensityRange,
@@ -147,8 +149,30 @@ def test_stardist_without_image_warns_and_normalises_each_tile(nuclei):
     with pytest.warns(TileNormalizationWarning, match=r"image=IMAGE"):
         fn = stardist_fn(STARDIST_MODEL)
     assert fn.normalize == "tile"
-    fixed = stardist_fn(STARDIST_MODEL, normalize=(0.0, 255.0))
+    fixed = stardist_fn(STARDIST_MODEL, normalize=IntensityRange((0.0,), (255.0,)))
     assert fixed.normalize == IntensityRange((0.0,), (255.0,))
+    # a bare pair reads as csbdeep's percentiles (1, 99.8) to many users: refused
+    with pytest.raises(InvalidParameterError, match=r"IntensityRange\(low=\(LOW,\)"):
+        stardist_fn(STARDIST_MODEL, normalize=(1, 99.8))
+
+
+def test_intensity_ranges_and_samples_that_cannot_be_right_are_refused():
+    from patchworks.plugins._normalize import _sample_boxes
+
+    with pytest.raises(InvalidParameterError, match="one `low` and one `high` per channel"):
+        IntensityRange((0.0, 0.0), (1.0,))
+    with pytest.raises(InvalidParameterError, match="low <= high"):
+        IntensityRange((5.0,), (1.0,))
+    with pytest.raises(InvalidParameterError, match="finite"):
+        IntensityRange((float("nan"),), (1.0,))
+    with pytest.raises(InvalidImageError, match="no finite values"):
+        image_percentiles(np.full((4, 4), np.nan))
+    for shape in [(1, 100_000, 100_000), (1, 1, 8000, 8000), (2, 5000, 5000)]:
+        boxes = _sample_boxes(shape, 64, 1 << 22)
+        assert sum(math.prod(s.stop - s.start for s in box) for box in boxes) <= 1 << 22
+        assert all(
+            0 <= s.start < s.stop <= n for box in boxes for s, n in zip(box, shape, strict=True)
+        )
 
 
 @needs_stardist

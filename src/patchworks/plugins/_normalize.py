@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from patchworks.errors import InvalidParameterError
+from patchworks.errors import InvalidImageError, InvalidParameterError
 from patchworks.io._source import open_image
 
 if TYPE_CHECKING:
@@ -43,6 +43,19 @@ class IntensityRange:
 
     low: tuple[float, ...]
     high: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        low, high = np.asarray(self.low, float), np.asarray(self.high, float)
+        if low.shape != high.shape or not low.size:
+            raise InvalidParameterError(
+                f"`IntensityRange` needs one `low` and one `high` per channel; got low="
+                f"{self.low!r}, high={self.high!r}."
+            )
+        if not (np.isfinite(low).all() and np.isfinite(high).all()) or (low > high).any():
+            raise InvalidParameterError(
+                f"`IntensityRange` values must be finite with low <= high; got low="
+                f"{self.low!r}, high={self.high!r}."
+            )
 
     def apply(self, tile: NDArray[Any], channel_axis: int | None) -> NDArray[np.float32]:
         """``(tile - low) / (high - low)`` as float32, per channel along ``channel_axis``."""
@@ -71,35 +84,46 @@ class IntensityRange:
 
 
 def as_intensity_range(value: object) -> IntensityRange:
-    """An :class:`IntensityRange`, or a ``(low, high)`` pair of numbers, as a range."""
+    """``value`` as an :class:`IntensityRange`; anything else is refused. A bare pair is
+    refused too: ``(1, 99.8)`` reads as percentiles to anyone used to csbdeep's
+    ``normalize(x, 1, 99.8)``, and as intensities it would scale the image silently wrong."""
     if isinstance(value, IntensityRange):
         return value
-    if (
-        isinstance(value, Sequence)
-        and len(value) == 2
-        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-    ):
-        return IntensityRange(low=(float(value[0]),), high=(float(value[1]),))
+    hint = ""
+    if isinstance(value, Sequence) and len(value) == 2:
+        hint = (
+            " For fixed intensities pass IntensityRange(low=(LOW,), high=(HIGH,)); for "
+            "percentiles, pmin/pmax with image="
+        )
     raise InvalidParameterError(
-        '`normalize` must be "image", "tile", False, an IntensityRange or a (low, high) '
-        f"pair of numbers; got {value!r}."
+        f'`normalize` must be "image", "tile", False or an IntensityRange; got {value!r}.'
+        + (hint + "." if hint else "")
     )
 
 
 def _sample_boxes(shape: tuple[int, ...], sample_size: int, max_voxels: int) -> list[Any]:
-    """Evenly spread boxes covering about ``max_voxels`` voxels of ``shape`` in all."""
-    total = math.prod(shape)
-    if total <= max_voxels:
+    """Boxes spread evenly over ``shape``, at most ``max_voxels`` voxels in all (the whole
+    image when it is that small).
+
+    Examples
+    --------
+    >>> boxes = _sample_boxes((1, 100_000, 100_000), 64, 1 << 22)
+    >>> sum(math.prod(s.stop - s.start for s in box) for box in boxes) <= 1 << 22
+    True
+    """
+    if math.prod(shape) <= max_voxels:
         return [tuple(slice(0, n) for n in shape)]
-    ndim = len(shape)
-    per_axis = max(1, round(sample_size ** (1 / ndim)))
-    counts = [min(n, per_axis) for n in shape]
-    fraction = (max_voxels / total) ** (1 / ndim)  # share of each axis read
+    wide = [n > 1 for n in shape]
+    per_axis = max(1, round(sample_size ** (1 / max(1, sum(wide)))))
+    counts = [min(n, per_axis) if w else 1 for n, w in zip(shape, wide, strict=True)]
+    sides = [max(1, n // k) for n, k in zip(shape, counts, strict=True)]
+    while math.prod(counts) * math.prod(sides) > max_voxels and max(sides) > 1:
+        widest = sides.index(max(sides))
+        sides[widest] = max(1, sides[widest] // 2)
     axes: list[list[slice]] = []
-    for n, k in zip(shape, counts, strict=True):
-        side = max(1, min(n // k, math.ceil(n * fraction / k)))
-        starts = [min(n - side, int((j + 0.5) * n / k - side / 2)) for j in range(k)]
-        axes.append([slice(max(0, s), max(0, s) + side) for s in starts])
+    for n, k, side in zip(shape, counts, sides, strict=True):
+        starts = [min(n - side, max(0, int((j + 0.5) * n / k - side / 2))) for j in range(k)]
+        axes.append([slice(start, start + side) for start in starts])
     return list(product(*axes))
 
 
@@ -164,7 +188,14 @@ def image_percentiles(
         else:
             values.append(data.reshape(1, -1))
     sample = np.concatenate(values, axis=1).astype(np.float64)
-    low, high = np.percentile(sample, [low_p, high_p], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: refused just below
+        low, high = np.nanpercentile(sample, [low_p, high_p], axis=1)
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+        raise InvalidImageError(
+            f"`image` has no finite values to take percentiles of in the sample read "
+            f"({sample.shape[1]} voxels per channel); pass normalize= an IntensityRange."
+        )
     return IntensityRange(low=tuple(map(float, low)), high=tuple(map(float, high)))
 
 
@@ -207,11 +238,17 @@ def resolve_normalize(
     normalize: object,
     image: Any,
     percentiles: tuple[float, float],
-    channel_axis: int | None,
     plugin: str,
+    *,
+    channel_axis: int | None = None,
+    level: int | str | None = None,
+    channel: int | None = None,
+    allow_dict: bool = False,
 ) -> str | bool | IntensityRange | dict[str, Any]:
     """A plugin's ``normalize=`` as used per tile: ``"tile"``, ``False``, a fixed range,
-    or (Cellpose) a dict of its own per-tile options.
+    or (``allow_dict``, Cellpose) a dict of its own per-tile options. ``image`` is opened
+    with ``channel_axis``, ``level`` and ``channel`` as :func:`~patchworks.tile_process`
+    opens it.
 
     ``"image"`` (or True) computes the range from ``image``; without one, each tile is
     normalised on its own and a :class:`TileNormalizationWarning` says so.
@@ -230,9 +267,11 @@ def resolve_normalize(
                 stacklevel=3,
             )
             return "tile"
-        return image_percentiles(image, percentiles, channel_axis=channel_axis)
+        return image_percentiles(
+            image, percentiles, channel_axis=channel_axis, level=level, channel=channel
+        )
     if normalize is False or normalize == "tile":
         return False if normalize is False else "tile"
-    if isinstance(normalize, dict):
+    if allow_dict and isinstance(normalize, dict):
         return dict(normalize)
     return as_intensity_range(normalize)

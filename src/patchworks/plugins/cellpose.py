@@ -5,6 +5,7 @@ Needs the optional package: ``pip install "patchworks[cellpose]"`` (Cellpose 3).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -151,8 +152,10 @@ def cellpose_fn(
     diameter: float | None = None,
     channels: Sequence[int] | None = None,
     channel_axis: int | None = None,
-    normalize: str | bool | IntensityRange | Sequence[float] | dict[str, Any] = "image",
+    normalize: str | bool | IntensityRange | dict[str, Any] = "image",
     do_3D: bool | None = None,
+    level: int | str | None = None,
+    channel: int | None = None,
     **eval_kwargs: object,
 ) -> CellposeFn:
     """A picklable ``fn`` that segments a tile with Cellpose.
@@ -176,14 +179,17 @@ def cellpose_fn(
         Cellpose's ``channels`` (``[cytoplasm, nucleus]``, 1-based, 0 = grayscale).
     channel_axis : int, optional
         Axis of the tile that holds channels (the image's ``channel_axis``).
-    normalize : "image", "tile", False, IntensityRange, (low, high) or dict
+    normalize : "image", "tile", False, IntensityRange or dict
         ``"image"`` (default, also True): scale every tile by the percentiles of the
         whole ``image``, so tiles agree with the untiled run; without ``image=`` it falls
         back to ``"tile"`` with a :class:`TileNormalizationWarning`. ``"tile"``: Cellpose's
         own percentile normalisation of each tile (a dict of Cellpose's normalisation
-        options means the same, with those options). A range from
-        :func:`image_percentiles`, or a ``(low, high)`` pair: those fixed values map to 0
-        and 1. False: none.
+        options means the same, with those options). An :class:`IntensityRange` (from
+        :func:`image_percentiles`, or built by hand): those fixed values map to 0 and 1.
+        False: none.
+    level, channel : optional
+        As given to :func:`patchworks.tile_process`, so ``image`` is read as the run
+        reads it (one channel of a multi-channel image, a resolution level).
     do_3D : bool, optional
         For tiles with several planes: True segments in 3-D, False plane by plane (IDs
         distinct per plane; use ``stitch="iou"`` with ``overlap=0`` along planes to join
@@ -227,9 +233,19 @@ def cellpose_fn(
         diameter=diameter,
         channels=tuple(channels) if channels is not None else None,
         channel_axis=channel_axis,
-        normalize=resolve_normalize(normalize, image, PERCENTILES, channel_axis, PLUGIN),
+        normalize=False,
         do_3D=do_3D,
         eval_kwargs=dict(eval_kwargs),
     )
-    fn.load()  # here, so that missing weights fail before any tile runs
-    return fn
+    fn.load()  # here, so that missing weights fail before any tile runs (or any sampling)
+    scaling = resolve_normalize(
+        normalize,
+        image,
+        PERCENTILES,
+        PLUGIN,
+        channel_axis=channel_axis,
+        level=level,
+        channel=channel,
+        allow_dict=True,
+    )
+    return dataclasses.replace(fn, normalize=scaling)

@@ -187,7 +187,7 @@ def stardist_fn(
     *,
     image: Any = None,
     basedir: str | os.PathLike[str] | None = None,
-    normalize: str | bool | IntensityRange | Sequence[float] = "image",
+    normalize: str | bool | IntensityRange = "image",
     gpu: bool = False,
     pmin: float = 1.0,
     pmax: float = 99.8,
@@ -195,6 +195,8 @@ def stardist_fn(
     nms_thresh: float | None = None,
     n_tiles: Sequence[int] | None = None,
     channel_axis: int | None = None,
+    level: int | str | None = None,
+    channel: int | None = None,
     **predict_kwargs: object,
 ) -> StarDistFn:
     """A picklable ``fn`` that segments a tile with StarDist.
@@ -215,13 +217,13 @@ def stardist_fn(
         ``normalize="image"``.
     basedir : str or os.PathLike, optional
         Folder that holds the model folder ``model_or_name``.
-    normalize : "image", "tile", False, IntensityRange or (low, high)
+    normalize : "image", "tile", False or IntensityRange
         ``"image"`` (default, also True): scale every tile by the percentiles
         (``pmin``, ``pmax``) of the whole ``image``, so tiles agree with the untiled run;
         without ``image=`` it falls back to ``"tile"`` with a
-        :class:`TileNormalizationWarning`. ``"tile"``: percentiles of each tile. A range
-        from :func:`image_percentiles`, or a ``(low, high)`` pair: those fixed values map
-        to 0 and 1. False: none.
+        :class:`TileNormalizationWarning`. ``"tile"``: percentiles of each tile. An
+        :class:`IntensityRange` (from :func:`image_percentiles`, or built by hand): those
+        fixed values map to 0 and 1. False: none.
     gpu : bool
         Ask for the GPU: :class:`GPUUnavailableError` is raised here when TensorFlow
         sees none. (TensorFlow uses a visible GPU whatever this says; hide it with
@@ -230,6 +232,9 @@ def stardist_fn(
         Passed on to ``predict_instances`` when given.
     channel_axis : int, optional
         Axis of the tile that holds channels (the image's ``channel_axis``).
+    level, channel : optional
+        As given to :func:`patchworks.tile_process`, so ``image`` is read as the run
+        reads it (one channel of a multi-channel image, a resolution level).
     **predict_kwargs
         Passed on to ``predict_instances``.
 
@@ -265,20 +270,26 @@ def stardist_fn(
     spec = _model_spec(model_or_name, basedir)
     if gpu:
         check_gpu(PLUGIN, "TensorFlow", _gpu_available)
-    scaling = resolve_normalize(normalize, image, (float(pmin), float(pmax)), channel_axis, PLUGIN)
-    if isinstance(scaling, dict):
-        raise InvalidParameterError(
-            '`normalize` must be "image", "tile", False, an IntensityRange or a (low, high) '
-            f"pair of numbers; got {normalize!r}."
-        )
     fn = StarDistFn(
         spec=spec,
         model=model_or_name if spec is None else None,
-        normalize=scaling,
+        normalize=False,
         pmin=float(pmin),
         pmax=float(pmax),
         channel_axis=channel_axis,
         predict_kwargs=dict(predict_kwargs),
     )
-    # Load here, so that missing weights fail before any tile runs; read the grid.
-    return dataclasses.replace(fn, grid=model_grid(fn.load()))
+    # Load here, so that missing weights fail before any tile runs (and before the image
+    # is sampled); read the grid.
+    grid = model_grid(fn.load())
+    scaling = resolve_normalize(
+        normalize,
+        image,
+        (float(pmin), float(pmax)),
+        PLUGIN,
+        channel_axis=channel_axis,
+        level=level,
+        channel=channel,
+    )
+    assert not isinstance(scaling, dict)  # only with allow_dict
+    return dataclasses.replace(fn, grid=grid, normalize=scaling)
