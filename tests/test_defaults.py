@@ -163,3 +163,13 @@ def test_info_and_dry_run_say_time_points_are_labelled_apart():
         assert done.returncode == 0, done.stderr
         assert "each time point labelled on its own" in done.stdout
         assert "(1, 4, 16, 16)" in done.stdout  # one time point per tile
+
+
+def test_only_an_axis_named_t_is_time():
+    from patchworks.io._axes import Axes
+    from patchworks.io._source import ImageSource
+
+    samples = Axes(("s", "y", "x"), ("time", "space", "space"), (None,) * 3)  # TIFF's CYXS
+    assert ImageSource(np.zeros((3, 4, 4)), axes=samples).time_axes == ()
+    movie = Axes(("t", "y", "x"), ("time", "space", "space"), (None,) * 3)
+    assert ImageSource(np.zeros((3, 4, 4)), axes=movie).time_axes == (0,)

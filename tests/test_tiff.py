@@ -97,3 +97,41 @@ def test_a_tiff_without_sizes_has_none(tmp_path):
     path = str(tmp_path / "plain.tif")
     tifffile.imwrite(path, _two_cells(), photometric="minisblack")
     assert "pixel_size" not in describe(path)
+
+
+def test_pixel_sizes_of_a_coarser_level_are_its_own(tmp_path):
+    from patchworks.io._source import open_image
+
+    path = str(tmp_path / "pyramid.ome.tif")
+    image = _two_cells()[1]
+    meta = {"axes": "YX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5}
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(image, subifds=1, metadata=meta)
+        tif.write(image[::2, ::2], subfiletype=1)
+    assert open_image(path).axes.scale == (0.5, 0.5)
+    assert open_image(path, level=1).axes.scale == (1.0, 1.0)
+
+
+def test_imagej_units_are_read_or_the_size_is_left_out(tmp_path):
+    from patchworks.io._source import open_image
+
+    def axes_of(**meta):
+        path = str(tmp_path / f"ij-{len(list(tmp_path.iterdir()))}.tif")
+        tifffile.imwrite(
+            path,
+            np.zeros((3, 8, 8), "uint16"),
+            imagej=True,
+            resolution=(4, 4),
+            metadata={"axes": "TYX", **meta},
+        )
+        return open_image(path).axes
+
+    timed = axes_of(unit="micron", finterval=5, tunit="min")  # minutes, not seconds
+    assert timed.scale == (5.0, 0.25, 0.25)
+    assert timed.units == ("minute", "micrometer", "micrometer")
+    unknown = axes_of(unit="furlong")
+    assert unknown.units[1:] == (None, None) and unknown.scale is None
+    greek = str(tmp_path / "greek.ome.tif")  # U+03BC GREEK SMALL LETTER MU, not U+00B5
+    meta = {"axes": "YX", "PhysicalSizeX": 0.5, "PhysicalSizeXUnit": "\u03bcm"}
+    tifffile.imwrite(greek, np.zeros((8, 8), "uint16"), metadata=meta)
+    assert open_image(greek).axes.units[1] == "micrometer"

@@ -46,10 +46,15 @@ class ImageSource:
 
     @property
     def time_axes(self) -> tuple[int, ...]:
-        """Spatial axes the file names as time (``t``), each time point labelled apart."""
+        """Spatial axes the file names time (``t``), each time point labelled apart. (An
+        axis only typed time, e.g. a TIFF's second channel-like ``S``, is not one.)"""
         if self.axes is None:
             return ()
-        return tuple(i for i, kind in enumerate(self.axes.types) if kind == "time")
+        return tuple(
+            i
+            for i, (name, kind) in enumerate(zip(self.axes.names, self.axes.types, strict=True))
+            if kind == "time" and name.lower() in ("t", "time")
+        )
 
     def axis_names(self, indices: tuple[int, ...]) -> list[str]:
         """The names of spatial axes ``indices``, as the file names them."""

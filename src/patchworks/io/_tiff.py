@@ -70,7 +70,7 @@ class TiffArray:
 
 #: NGFF unit names of the length units TIFF writers use.
 _UNITS = {
-    "µm": "micrometer",
+    "µm": "micrometer",  # U+00B5 MICRO SIGN (U+03BC GREEK MU is folded into it by _unit)
     "um": "micrometer",
     "micron": "micrometer",
     "microns": "micrometer",
@@ -79,45 +79,62 @@ _UNITS = {
     "nanometer": "nanometer",
     "mm": "millimeter",
     "millimeter": "millimeter",
+    "cm": "centimeter",
+    "centimeter": "centimeter",
+    "m": "meter",
+    "meter": "meter",
     "s": "second",
     "sec": "second",
+    "second": "second",
     "ms": "millisecond",
+    "min": "minute",
+    "minute": "minute",
+    "h": "hour",
+    "hour": "hour",
 }
 
 
-def pixel_sizes(tif: Any, axes: str) -> dict[str, tuple[float, str | None]]:
-    """Pixel size and NGFF unit per axis letter, from OME-XML or ImageJ metadata."""
-    found: dict[str, tuple[float, str | None]] = {}
+def _unit(name: object) -> str | None:
+    """The NGFF name of a TIFF writer's unit (None when it is not one we know)."""
+    text = str(name).strip().lower().replace("\\u00b5", "µ").replace("\u03bc", "µ")
+    return _UNITS.get(text)
+
+
+def pixel_sizes(tif: Any, axes: str) -> dict[str, tuple[float, str]]:
+    """Pixel size and NGFF unit per axis letter (of the file's first level), from OME-XML
+    or ImageJ metadata. A size whose unit is not known is left out: without its unit a
+    number would put the labels at a wrong scale."""
+    found: dict[str, tuple[float, str]] = {}
+
+    def put(letter: str, size: object, unit: str | None) -> None:
+        if size and unit is not None:
+            found[letter] = (float(size), unit)  # type: ignore[arg-type]  # a number
+
     if tif.is_ome and tif.ome_metadata:
         import tifffile
 
         image = tifffile.xml2dict(tif.ome_metadata).get("OME", {}).get("Image", {})
         pixels = (image[0] if isinstance(image, list) else image).get("Pixels", {})
         for letter in "XYZ":
-            size = pixels.get(f"PhysicalSize{letter}")
-            if size:
-                unit = str(pixels.get(f"PhysicalSize{letter}Unit", "µm"))
-                found[letter] = (float(size), _UNITS.get(unit.lower()))
-        if pixels.get("TimeIncrement"):
-            unit = str(pixels.get("TimeIncrementUnit", "s"))
-            found["T"] = (float(pixels["TimeIncrement"]), _UNITS.get(unit.lower()))
+            unit = _unit(pixels.get(f"PhysicalSize{letter}Unit", "µm"))
+            put(letter, pixels.get(f"PhysicalSize{letter}"), unit)
+        put("T", pixels.get("TimeIncrement"), _unit(pixels.get("TimeIncrementUnit", "s")))
     elif tif.is_imagej and tif.imagej_metadata is not None:
         meta = tif.imagej_metadata
-        length_unit = _UNITS.get(str(meta.get("unit", "")).lower().replace("\\u00b5", "µ"))
+        length_unit = _unit(meta.get("unit", ""))
         page = tif.pages[0]
         for letter, tag in (("X", "XResolution"), ("Y", "YResolution")):
             if tag in page.tags:
                 num, den = page.tags[tag].value
-                if num and length_unit is not None:  # no unit: the resolution is DPI noise
-                    found[letter] = (den / num, length_unit)
-        if meta.get("spacing") and "Z" in axes.upper():
-            found["Z"] = (float(meta["spacing"]), length_unit)
-        if meta.get("finterval") and "T" in axes.upper():
-            found["T"] = (float(meta["finterval"]), "second")
+                put(letter, den / num if num else None, length_unit)  # pixels per unit
+        if "Z" in axes.upper():
+            put("Z", meta.get("spacing"), length_unit)
+        if "T" in axes.upper():
+            put("T", meta.get("finterval"), _unit(meta.get("tunit", "sec")))
     return found
 
 
-def tiff_axes(axes: str, sizes: dict[str, tuple[float, str | None]] | None = None) -> Axes:
+def tiff_axes(axes: str, sizes: dict[str, tuple[float, str]] | None = None) -> Axes:
     """Axes from a tifffile axes string: C and S are channels, T is time, others space;
     with ``sizes`` (:func:`pixel_sizes`), their pixel sizes and units.
 
@@ -155,6 +172,7 @@ def open_tiff(
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             n_levels, axes = len(series.levels), series.axes
+            shapes = [tuple(level.shape) for level in series.levels]
             sizes = pixel_sizes(tif, axes)
     except Exception as exc:
         raise InvalidImageError(
@@ -167,6 +185,11 @@ def open_tiff(
             f"levels); got {level!r}."
         )
     array = TiffArray(path, level=int(k))
+    # the sizes are of level 0: a coarser level's pixels are larger by its downsampling
+    for i, letter in enumerate(axes.upper()):
+        if letter in sizes and letter != "T":
+            size, unit = sizes[letter]
+            sizes[letter] = (size * shapes[0][i] / shapes[int(k)][i], unit)
     file_axes = tiff_axes(axes, sizes)
     index, new_channel_axis, kept = select_axes(
         array.shape, file_axes, channel=channel, channel_axis=channel_axis, url=path
