@@ -173,3 +173,32 @@ def test_only_an_axis_named_t_is_time():
     assert ImageSource(np.zeros((3, 4, 4)), axes=samples).time_axes == ()
     movie = Axes(("t", "y", "x"), ("time", "space", "space"), (None,) * 3)
     assert ImageSource(np.zeros((3, 4, 4)), axes=movie).time_axes == (0,)
+
+
+def test_the_cli_writes_no_labels_into_a_remote_image():
+    import argparse
+
+    from patchworks._cli.commands import _destination
+    from patchworks._cli.parser import UsageError
+
+    args = argparse.Namespace(
+        out=None, image="https://host/img.ome.zarr", output_format="auto", label_name="p"
+    )
+    with pytest.raises(UsageError, match="remote image"):
+        _destination(args, is_ome=True)
+    local = argparse.Namespace(out=None, image="img.zarr", output_format="auto", label_name="p")
+    assert _destination(local, is_ome=True) == os.path.join("img.zarr", "labels", "p")
+
+
+def test_dry_run_with_time_as_space_plans_what_the_run_does():
+    write_ome_image("movie.zarr", _time_lapse(), axes="tzyx", chunks=(3, 4, 16, 16))
+    with open("seg.py", "w") as f:
+        f.write("from scipy import ndimage as ndi\ndef fn(t):\n    return ndi.label(t > 400)[0]\n")
+    command = ["run", "movie.zarr", "--fn", "seg.py:fn", "--dry-run", "--time-as-space"]
+    done = subprocess.run(
+        [sys.executable, "-m", "patchworks", *command, "--tile-shape", "3,4,16,16"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "(3, 4, 16, 16)" in done.stdout and "time point" not in done.stdout

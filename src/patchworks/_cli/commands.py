@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from patchworks._cli.parser import OK, Ints, UsageError, image_kwargs, load_fn, parse_ints
+from patchworks.io._storage import is_url
 from patchworks.io._zarr_sink import check_writable
 
 if TYPE_CHECKING:
@@ -85,17 +86,30 @@ def _ship_fn(fn: Callable[..., Any]) -> None:
 
 
 def _check_destination(args: argparse.Namespace) -> None:
-    """Refuse a run whose labels would go nowhere (no --out, input not OME-Zarr)."""
+    """Refuse a run whose labels would go nowhere (see :func:`_destination`)."""
     if args.out is not None:
         return
     from patchworks.io._source import open_image
 
-    source = open_image(args.image, **image_kwargs(args))
-    if source.ome is None or args.output_format == "zarr":
+    _destination(args, is_ome=open_image(args.image, **image_kwargs(args)).ome is not None)
+
+
+def _destination(args: argparse.Namespace, *, is_ome: bool) -> str:
+    """Where ``run`` writes: ``--out``, else ``labels/<--label-name>`` inside a local
+    OME-Zarr input; anything else would compute labels and write them nowhere."""
+    if args.out is not None:
+        return str(args.out)
+    if not is_ome or args.output_format == "zarr":
         raise UsageError(
             f"--out is needed: {args.image!r} is not an OME-Zarr image, so there "
             "is no labels/ group to write into."
         )
+    if is_url(args.image):
+        raise UsageError(
+            f"--out is needed: {args.image!r} is a remote image, and labels are never "
+            "written back into one."
+        )
+    return os.path.join(args.image, "labels", args.label_name)
 
 
 def _written_array(args: argparse.Namespace) -> str:
@@ -122,18 +136,11 @@ def _dry_run(args: argparse.Namespace, tile_shape: Ints, overlap: Ints) -> int:
         args.image,
         tile_shape=cast("TileShapeLike", tile_shape),
         overlap=cast("OverlapLike", overlap),
+        time_as_space=args.time_as_space,
         **image_kwargs(args),
     )
     print(format_info(info))
-    if args.out is not None:
-        target = args.out
-    elif "ome" in info and args.output_format != "zarr":
-        target = os.path.join(args.image, "labels", args.label_name)
-    else:
-        raise UsageError(
-            f"--out is needed: {args.image!r} is not an OME-Zarr image, so there "
-            "is no labels/ group to write into."
-        )
+    target = _destination(args, is_ome="ome" in info)
     if os.path.exists(target) and not (args.overwrite or args.resume):
         raise UsageError(f"{target!r} already exists; pass --overwrite to replace it.")
     check_writable(target)  # exit code 2 with the fix, as the run itself would

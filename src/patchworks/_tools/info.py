@@ -76,6 +76,7 @@ def describe(
     channel: int | None = None,
     channel_axis: int | None = None,
     workers: int | None = None,
+    time_as_space: bool = False,
 ) -> RunInfo:
     """Describe ``image`` and the tile plan of a run on it.
 
@@ -94,7 +95,7 @@ def describe(
     source = open_image(image, channel_axis=channel_axis, level=level, channel=channel)
     workers = workers or os.cpu_count() or 1
     tiles = resolve_tile_shape(tile_shape, source, n_tasks=workers, use_gpu=False)
-    separate = source.time_axes
+    separate = () if time_as_space else source.time_axes
     names = source.axis_names(separate)
     tiles = one_per_time_point(
         tiles, separate, given=tile_shape, names=", ".join(repr(n) for n in names)
