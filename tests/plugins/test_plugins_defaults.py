@@ -167,6 +167,8 @@ def test_intensity_ranges_and_samples_that_cannot_be_right_are_refused():
         IntensityRange((float("nan"),), (1.0,))
     with pytest.raises(InvalidImageError, match="no finite values"):
         image_percentiles(np.full((4, 4), np.nan))
+    with pytest.raises(InvalidParameterError, match="`overlap` non-negative"):
+        fit_tiling((8, 8), (128, 128), -4)
     for shape in [(1, 100_000, 100_000), (1, 1, 8000, 8000), (2, 5000, 5000)]:
         boxes = _sample_boxes(shape, 64, 1 << 22)
         assert sum(math.prod(s.stop - s.start for s in box) for box in boxes) <= 1 << 22

@@ -223,6 +223,11 @@ def fit_tiling(
         raise InvalidParameterError(
             f"`overlap` must be one number or one per tile axis ({len(tiles)}); got {overlap!r}."
         )
+    if any(int(t) < 1 for t in tiles) or any(int(o) < 0 for o in overlaps):
+        raise InvalidParameterError(
+            "`tile_shape` must be positive and `overlap` non-negative; got "
+            f"tile_shape={tile_shape!r}, overlap={overlap!r}."
+        )
     steps = (1,) * (len(tiles) - len(grid)) + tuple(grid[-len(tiles) :])
 
     def up(n: int, step: int) -> int:
