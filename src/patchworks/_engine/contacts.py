@@ -21,6 +21,7 @@ only on the tile plan, so a resumed run infers what an uninterrupted one does.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from typing import Any
@@ -31,8 +32,11 @@ from numpy.typing import NDArray
 #: Voxels a run checks, about (eight tiles of 128³, a whole image of up to 16 M voxels):
 #: 8 ms per 128³ tile on this machine, about 0.06 s per run.
 SCAN_BUDGET = 1 << 24
+#: Tiles a run checks, at most (tiny tiles cost their Python overhead, about 20 µs each).
+SCAN_TILES = 4096
 
 
+@functools.cache
 def _offsets(ndim: int) -> list[tuple[int, ...]]:
     """One offset of each pair ``±o`` in ``{-1, 0, 1}^ndim``, fewest nonzero steps first."""
     found = []
@@ -58,20 +62,10 @@ def tile_contacts(labels: NDArray[Any]) -> int:
     """
     mask = 0
     labelled = labels != 0
-    for offset in _offsets(labels.ndim):
-        steps = sum(map(abs, offset))
+    for steps, here, there in _shifted(labels.shape):
         if mask & (1 << steps):
             continue
-        here = tuple(
-            slice(max(0, -o), n - max(0, o)) for o, n in zip(offset, labels.shape, strict=True)
-        )
-        there = tuple(
-            slice(max(0, o), n - max(0, -o)) for o, n in zip(offset, labels.shape, strict=True)
-        )
-        a = labels[here]
-        if not a.size:
-            continue
-        touching = a != labels[there]
+        touching = labels[here] != labels[there]
         touching &= labelled[here]
         touching &= labelled[there]
         if touching.any():
@@ -79,16 +73,31 @@ def tile_contacts(labels: NDArray[Any]) -> int:
     return mask
 
 
+@functools.lru_cache(maxsize=64)
+def _shifted(shape: tuple[int, ...]) -> list[tuple[int, tuple[slice, ...], tuple[slice, ...]]]:
+    """For each offset of :func:`_offsets` that fits ``shape``: its number of steps and
+    the two boxes of voxel pairs one offset apart (tiles share a handful of shapes)."""
+    found = []
+    for offset in _offsets(len(shape)):
+        here = tuple(slice(max(0, -o), n - max(0, o)) for o, n in zip(offset, shape, strict=True))
+        there = tuple(slice(max(0, o), n - max(0, -o)) for o, n in zip(offset, shape, strict=True))
+        if all(s.stop > s.start for s in here):
+            found.append((sum(map(abs, offset)), here, there))
+    return found
+
+
 def sample_stride(n_tiles: int, tile_voxels: int) -> int:
     """Check every ``stride``-th tile (by index), so the checked tiles hold about
-    :data:`SCAN_BUDGET` voxels: all of them in a small image.
+    :data:`SCAN_BUDGET` voxels and number at most :data:`SCAN_TILES`: all of them in a
+    small image.
 
     Examples
     --------
-    >>> sample_stride(10, 1000), sample_stride(4096, 128**3)
-    (1, 512)
+    >>> sample_stride(10, 1000), sample_stride(4096, 128**3), sample_stride(50_000, 32)
+    (1, 512, 13)
     """
-    return max(1, math.ceil(n_tiles * tile_voxels / SCAN_BUDGET))
+    by_voxels = math.ceil(n_tiles * tile_voxels / SCAN_BUDGET)
+    return max(1, by_voxels, math.ceil(n_tiles / SCAN_TILES))
 
 
 def infer_connectivity(masks: NDArray[np.integer[Any]] | list[int], ndim: int) -> int | None:

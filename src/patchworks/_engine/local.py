@@ -20,6 +20,7 @@ Two tiles with 2 and 1 local labels: tile 1's local label 1 is provisional ID 3.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -59,13 +60,17 @@ def provisional_ids(tagged: NDArray[np.int64], offsets: NDArray[np.int64]) -> ND
     return cast("NDArray[np.int64]", offsets[tagged >> TAG_SHIFT] + (tagged & _LOCAL_MASK))
 
 
-def check_label_count(n_labels: int, dtype: np.dtype[Any] | str, what: str, hint: str = "") -> None:
+def check_label_count(
+    n_labels: int, dtype: np.dtype[Any] | str, what: str | Callable[[], str], hint: str = ""
+) -> None:
     """Raise :class:`~patchworks.errors.LabelOverflowError` when ``n_labels`` labels (the
-    largest of them, for a gappy map) do not fit ``dtype``; ``what`` says whose they are."""
+    largest of them, for a gappy map) do not fit ``dtype``; ``what`` says whose they are
+    (a callable: built only for the error, as the tile stage checks every tile)."""
     info = np.iinfo(np.dtype(dtype))
     if n_labels > info.max:
+        whose = what() if callable(what) else what
         raise LabelOverflowError(
-            f"{what}, more than the output `dtype` {np.dtype(dtype)} can hold ({info.max}); "
+            f"{whose}, more than the output `dtype` {np.dtype(dtype)} can hold ({info.max}); "
             f"pass dtype='int64'{hint}."
         )
 
@@ -166,7 +171,7 @@ def to_local_labels(
         renumbered, mapping = fastremap.renumber(labels, preserve_zero=True, in_place=False)
         ids = _ids_of(mapping)
         local = LocalLabels(n=int(ids.size), ids=ids, labels=labels, renumbered=renumbered)
-    check_label_count(local.n, labels_dtype, f"{tile.describe()} has {local.n} labels")
+    check_label_count(local.n, labels_dtype, lambda: f"{tile.describe()} has {local.n} labels")
     return local
 
 

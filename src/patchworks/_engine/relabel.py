@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from patchworks._engine.labelmap import LabelMap
 from patchworks._engine.staged import TileLabels
-from patchworks._plan import TilePlan
+from patchworks._plan import Tile, TilePlan
 from patchworks._store.chunkio import ChunkIO, reusable, tile_io, write_tile
 from patchworks._store.facestore import FaceIndex, FaceStore
 
@@ -58,18 +58,24 @@ def relabel_tile(job: RelabelJob, index: int) -> None:
     if not n_local and job.labels.array is job.output:
         return  # an empty tile staged in place is already all background
     tile = job.plan.tile(index)
-    final = final_labels(job, index, reuse=True)
+    final = final_labels(job, index, reuse=True, tile=tile)
     # A tile with labels keeps some (final labels are never 0).
     write_tile(job.output, job.output_io, tile.position, tile.core, final, nonzero=bool(n_local))
 
 
 def final_labels(
-    job: RelabelJob, index: int, *, block: NDArray[Any] | None = None, reuse: bool = False
+    job: RelabelJob,
+    index: int,
+    *,
+    block: NDArray[Any] | None = None,
+    reuse: bool = False,
+    tile: Tile | None = None,
 ) -> NDArray[Any]:
     """Final labels of tile ``index``, from ``block`` (its labels, already read) or from
     wherever the tile stage left them. With ``reuse`` the result may live in this thread's
-    reusable buffers (valid until its next tile)."""
-    tile = job.plan.tile(index)
+    reusable buffers (valid until its next tile). ``tile`` is ``job.plan.tile(index)``,
+    when the caller has it already."""
+    tile = job.plan.tile(index) if tile is None else tile
     out = reusable("relabel", tile.core_shape, job.dtype) if reuse else None
     n_local = job.label_map.n_local(index)
     if n_local == 0:
