@@ -218,7 +218,9 @@ def test_iou_needs_an_overlap():
     truth = np.zeros((16, 16), dtype=np.int32)
     message = r'`stitch="iou"` needs `overlap` > 0 \(about one object diameter\)'
     with pytest.raises(InvalidParameterError, match=message + ".*got overlap=0"):
-        tile_process(truth, exact_fn, tile_shape=(8, 8), stitch="iou")
+        tile_process(truth, exact_fn, tile_shape=(8, 8), stitch="iou", overlap=0)
+    with pytest.raises(InvalidParameterError, match=r'overlap="auto" found no object'):
+        tile_process(truth, exact_fn, tile_shape=(8, 8), stitch="iou")  # "auto" by default
     with pytest.raises(InvalidParameterError, match=message):
         merge_tile_labels(da.from_array(truth, chunks=8), stitch="iou")
     whole = tile_process(truth, exact_fn, tile_shape=(16, 16), stitch="iou", compute=True)

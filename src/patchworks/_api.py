@@ -39,14 +39,14 @@ class TileOptions(TypedDict, total=False):
     """The keywords of :func:`tile_process` besides ``compute`` (for its overloads)."""
 
     tile_shape: TileShapeLike
-    overlap: OverlapLike
+    overlap: OverlapLike | None
     write_to: PathLike | Sink | None
     progress: bool
     sequential_labels: bool
     skip_empty: bool
     empty_threshold: float | None
     use_gpu: bool
-    stitch: StitchLike
+    stitch: StitchLike | None
     iou_threshold: float
     connectivity: int | None
     resume: bool
@@ -108,7 +108,7 @@ def tile_process(
     fn: TileFunction,
     *,
     tile_shape: TileShapeLike = None,
-    overlap: OverlapLike = 0,
+    overlap: OverlapLike | None = None,
     write_to: PathLike | Sink | None = None,
     compute: bool = False,
     progress: bool = False,
@@ -116,7 +116,7 @@ def tile_process(
     skip_empty: bool = False,
     empty_threshold: float | None = None,
     use_gpu: bool = False,
-    stitch: StitchLike = "touch",
+    stitch: StitchLike | None = None,
     iou_threshold: float = 0.5,
     connectivity: int | None = None,
     resume: bool = False,
@@ -149,11 +149,13 @@ def tile_process(
         Core size of a tile. ``None`` uses the image's storage chunks (``"auto"`` for
         arrays without chunks); ``"auto"`` sizes tiles from free RAM (or free GPU memory
         with ``use_gpu=True``).
-    overlap : int, tuple of int or "auto"
+    overlap : int, tuple of int or "auto", optional
         Halo in voxels added around each tile before ``fn`` sees it (clipped at the image
-        border); a scalar adds no halo on axes where the tile is one voxel thick.
-        ``"auto"`` runs ``fn`` once on a central tile-sized sample and uses about one
-        object diameter (see :func:`suggest_overlap`).
+        border); a scalar adds no halo on axes where the tile is one voxel thick. Default:
+        0 for ``stitch="touch"``, ``"auto"`` for ``stitch="iou"``. ``"auto"`` runs ``fn``
+        on a central tile-sized sample and on parts of it, and uses how far ``fn``'s labels
+        change from a cut (its reach), for ``"iou"`` at least about one object diameter
+        (see :func:`suggest_overlap`).
     write_to : str, os.PathLike or patchworks.io.Sink, optional
         Path of the output zarr array (or a sink such as ``OmeZarrSink(path)``). Labels
         stream there; it appears only once complete.
@@ -171,12 +173,13 @@ def tile_process(
     use_gpu : bool
         Size ``tile_shape="auto"`` from free GPU memory.
     stitch : {"touch", "iou"}, another name in patchworks.stitch.STITCHERS, or a Stitcher
-        How labels are joined across tiles (a name, or a stitcher such as
-        ``Touch(connectivity=1)`` or ``IoU(threshold=0.3)``): ``"touch"`` joins labels that
-        touch across a core face, which is exact for connected components; ``"iou"``
-        joins labels only where both tiles' predictions of the overlap agree, so touching
-        instances stay apart (needs ``overlap`` of about one object diameter; see
-        docs/stitching.md).
+        Default: what ``fn`` declares as ``fn.stitch`` (the Cellpose and StarDist plugins:
+        ``"iou"``), else ``"touch"``. How labels are joined across tiles (a name, or a
+        stitcher such as ``Touch(connectivity=1)`` or ``IoU(threshold=0.3)``): ``"touch"``
+        joins labels that touch across a core face, which is exact for connected
+        components; ``"iou"`` joins labels only where both tiles' predictions of the
+        overlap agree, so touching instances stay apart (needs ``overlap`` of about one
+        object diameter; see docs/stitching.md).
     iou_threshold : float
         With ``stitch="iou"``, the IoU (inside the overlap two tiles share) at which two
         predictions are the same object.

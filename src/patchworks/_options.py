@@ -25,7 +25,7 @@ from patchworks.errors import InvalidImageError, InvalidParameterError, Paramete
 from patchworks.io import Sink, parse_sink
 from patchworks.io._labeled import open_label_store, regular_chunks
 from patchworks.io._source import ImageSource, open_image
-from patchworks.stitch import Stitcher, parse_stitcher
+from patchworks.stitch import STITCHERS, Stitcher, parse_stitcher
 
 #: Where a run's per-tile labels come from: ``fn`` on the image's tiles, the blocks of a
 #: dask array (computed once each), or a user's label store (read where it is).
@@ -68,8 +68,12 @@ def tile_spec(image: Any, fn: Any, **kw: Any) -> RunSpec:
     source = open_image(
         image, channel_axis=kw["channel_axis"], level=kw["level"], channel=kw["channel"]
     )
-    stitcher = _stitcher(kw["stitch"], kw["connectivity"], kw["iou_threshold"])
+    stitch = fn_stitch(fn) if kw["stitch"] is None else kw["stitch"]
+    stitcher = _stitcher(stitch, kw["connectivity"], kw["iou_threshold"])
     connectivity = _connectivity(stitcher, kw["connectivity"], source.ndim)
+    overlap = kw["overlap"]
+    if overlap is None:
+        overlap = "auto" if stitcher.keeps_halo else 0
     dtype = check_dtype(kw["dtype"])
     threshold = check_empty_threshold(kw["empty_threshold"])
     tile_shape = kw["tile_shape"]
@@ -94,7 +98,7 @@ def tile_spec(image: Any, fn: Any, **kw: Any) -> RunSpec:
         sink=sink,
         fn=fn,
         tile_shape=tile_shape,
-        overlap=kw["overlap"],
+        overlap=overlap,
         use_gpu=bool(kw["use_gpu"]),
         skip_empty=bool(kw["skip_empty"]),
         empty_threshold=threshold,
@@ -179,6 +183,19 @@ def _common(kw: dict[str, Any]) -> dict[str, Any]:
         "keep_temp": bool(kw["keep_temp"]),
         "retries": kw["retries"],
     }
+
+
+def fn_stitch(fn: Any) -> str:
+    """The stitch mode ``fn`` declares as ``fn.stitch`` (a model plugin: ``"iou"``), else
+    ``"touch"``.
+
+    >>> class Model:
+    ...     stitch = "iou"
+    >>> fn_stitch(Model()), fn_stitch(len)
+    ('iou', 'touch')
+    """
+    declared = getattr(fn, "stitch", None)
+    return declared if isinstance(declared, str) and declared in STITCHERS else "touch"
 
 
 def _stitcher(stitch: Any, connectivity: Any, iou_threshold: Any) -> Stitcher:

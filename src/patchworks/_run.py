@@ -20,7 +20,7 @@ import numpy as np
 from patchworks._engine.execute import Executor
 from patchworks._engine.labelmap import LabelMap
 from patchworks._engine.merge import Joined, MergeInputs
-from patchworks._engine.overlap import resolve_overlap
+from patchworks._engine.overlap import fit_model_grid, resolve_overlap
 from patchworks._engine.staged import StagedLabels, TileLabels, UserLabels
 from patchworks._engine.tiles import TileJob, process_tile, scan_label_store, stage_label_block
 from patchworks._fs import fsync_tree, remove_tree
@@ -130,7 +130,8 @@ def _plan(spec: RunSpec, out: OutputRun, executor: Executor) -> TilePlan:
     separate = () if spec.time_as_space else spec.source.time_axes
     names = ", ".join(repr(n) for n in spec.source.axis_names(separate))
     tiles = one_per_time_point(tiles, separate, given=spec.tile_shape, names=names)
-    overlap = resolve_overlap(spec.overlap, spec.source, spec.fn, tiles)
+    tiles = fit_model_grid(spec.fn, tiles, spec.source.shape, spec.tile_shape, spec.overlap)
+    overlap = resolve_overlap(spec.overlap, spec.source, spec.fn, tiles, stitch=spec.stitcher)
     halo = normalize_overlap(overlap, tiles)
     if any(halo[i] for i in separate):
         raise InvalidParameterError(

@@ -122,3 +122,58 @@ def test_touching_instances_with_touch_warn_once_and_are_counted(tmp_path):
     assert len([w for w in caught if issubclass(w.category, StitchingWarning)]) == 1
     record = dict(zarr.open_array(out).attrs)["patchworks"]
     assert record["tiles_with_touching_labels"] == 1  # the left tile holds both
+
+
+def _corner_to_corner():
+    """Two bars that touch only at a tile corner: no tile shows a contact of any kind."""
+    image = np.zeros((8, 8), "uint8")
+    image[0:4, 3] = 1
+    image[4:8, 4] = 1
+    return image
+
+
+def test_a_join_only_by_diagonal_contact_without_evidence_warns(tmp_path):
+    out = tmp_path / "labels.zarr"
+    with pytest.warns(StitchingWarning, match="pass connectivity=1") as caught:
+        labels = tile_process(
+            _corner_to_corner(),
+            lambda t: ndi.label(t)[0],
+            tile_shape=(4, 4),
+            write_to=out,
+            compute=True,
+        )
+    assert "(1 join)" in str(caught[0].message)
+    assert len(np.unique(labels)) == 2  # joined, as connectivity 2 says
+    record = dict(zarr.open_array(out).attrs)["patchworks"]
+    assert record["connectivity_from"] == "assumed"
+    assert record["seam_joins_only_diagonal"] == 1
+
+
+@pytest.mark.parametrize("connectivity", [1, 2])
+def test_a_given_connectivity_decides_diagonal_seam_contacts_silently(connectivity):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StitchingWarning)
+        labels = tile_process(
+            _corner_to_corner(),
+            lambda t: ndi.label(t)[0],
+            tile_shape=(4, 4),
+            connectivity=connectivity,
+            compute=True,
+        )
+    assert len(np.unique(labels)) == (3 if connectivity == 1 else 2)
+
+
+def test_face_contacts_across_seams_alone_do_not_warn(tmp_path):
+    import warnings
+
+    image = np.zeros((8, 8), "uint8")
+    image[2:6, 2:6] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StitchingWarning)
+        tile_process(
+            image, lambda t: ndi.label(t)[0], tile_shape=(4, 4), write_to=tmp_path / "l.zarr"
+        )
+    record = dict(zarr.open_array(tmp_path / "l.zarr").attrs)["patchworks"]
+    assert record["seam_joins_only_diagonal"] == 0

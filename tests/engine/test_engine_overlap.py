@@ -125,7 +125,15 @@ def test_resolve_overlap_auto_measures_objects_on_a_central_tile():
         return _label(tile)
 
     assert resolve_overlap("auto", _source(), fn, (20, 20)) == (6, 4)
-    assert calls == [(20, 20)]
+    # the tile, then its two parts at each of the cuts at 1/3 and 2/3 of each axis
+    assert calls[0] == (20, 20)
+    assert sorted(calls[1:]) == sorted(
+        [(6, 20), (14, 20), (13, 20), (7, 20), (20, 6), (20, 14), (20, 13), (20, 7)]
+    )
+
+
+def test_resolve_overlap_auto_for_touch_takes_the_reach_alone():
+    assert resolve_overlap("auto", _source(), _label, (20, 20), stitch="touch") == (0, 0)
 
 
 @pytest.mark.parametrize("overlap", ["Auto", "none", ""])

@@ -143,6 +143,38 @@ def test_stardist_default_tiling_matches_the_untiled_model(nuclei):
 
 
 @needs_stardist_model
+def test_stardist_with_default_stitch_and_overlap_auto_is_the_untiled_run(nuclei):
+    """stitch follows fn (iou for a model), overlap="auto" measures the model's reach."""
+    from patchworks._engine.reach import disagreement
+    from patchworks.plugins.stardist import stardist_fn
+
+    fn = stardist_fn(STARDIST_MODEL, image=nuclei)
+    assert fn.stitch == "iou"
+    whole = fn(nuclei)
+    tiled = tile_process(nuclei, fn, tile_shape=(128, 128), overlap="auto", compute=True)
+    assert f1(whole, tiled) == 1.0
+    assert not disagreement(whole, tiled).any()
+
+
+def test_a_model_fn_defaults_to_iou_with_an_automatic_overlap():
+    from scipy import ndimage as ndi
+
+    class Model:
+        stitch = "iou"
+
+        def __call__(self, tile):
+            return ndi.label(tile > 0)[0]
+
+    image = np.zeros((32, 32), "uint8")
+    image[4:12, 14:20] = 1  # crosses the seam at column 16
+    image[20:26, 4:10] = 1
+    out = tile_process(image, Model(), tile_shape=(16, 16), compute=True)
+    assert len(np.unique(out)) == 3
+    with pytest.raises(InvalidParameterError, match='stitch="iou"` needs `overlap` > 0'):
+        tile_process(image, Model(), tile_shape=(16, 16), overlap=0)
+
+
+@needs_stardist_model
 def test_stardist_without_image_warns_and_normalises_each_tile(nuclei):
     from patchworks.plugins.stardist import stardist_fn
 

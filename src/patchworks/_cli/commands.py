@@ -32,10 +32,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     fn = load_fn(args.fn)
     tile_shape = parse_ints(args.tile_shape, "--tile-shape") if args.tile_shape else None
-    overlap = parse_ints(args.overlap, "--overlap")
+    overlap = None if args.overlap is None else parse_ints(args.overlap, "--overlap")
     _ship_fn(fn)
     if args.dry_run:
-        return _dry_run(args, tile_shape, overlap)
+        return _dry_run(args, fn, tile_shape, overlap)
     _check_destination(args)
     start = time.perf_counter()
     tile_process(
@@ -129,9 +129,13 @@ def _run_meta(path: str) -> dict[str, Any]:
         return {}
 
 
-def _dry_run(args: argparse.Namespace, tile_shape: Ints, overlap: Ints) -> int:
+def _dry_run(args: argparse.Namespace, fn: Any, tile_shape: Ints, overlap: Ints) -> int:
+    from patchworks._options import fn_stitch
     from patchworks._tools.info import describe, format_info
 
+    stitch = args.stitch or fn_stitch(fn)
+    if overlap is None:
+        overlap = "auto" if stitch == "iou" else 0
     info = describe(
         args.image,
         tile_shape=cast("TileShapeLike", tile_shape),
@@ -145,7 +149,7 @@ def _dry_run(args: argparse.Namespace, tile_shape: Ints, overlap: Ints) -> int:
         raise UsageError(f"{target!r} already exists; pass --overwrite to replace it.")
     check_writable(target)  # exit code 2 with the fix, as the run itself would
     print(f"output      {target}")
-    print(f"fn          {args.fn}, stitch {args.stitch}")
+    print(f"fn          {args.fn}, stitch {stitch}")
     print("dry run: nothing was computed")
     return OK
 

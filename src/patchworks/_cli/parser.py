@@ -136,13 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common, image_opts], help="segment an image")
     run.add_argument("image", help="zarr / OME-Zarr path or URL, or TIFF file")
     run.add_argument("--fn", required=True, help="module:callable or file.py:callable")
-    run.add_argument("--overlap", default="0", help="halo in voxels: 8, 2,8,8 or auto")
+    run.add_argument(
+        "--overlap", help="halo in voxels: 8, 2,8,8 or auto (default: 0, auto for --stitch iou)"
+    )
     run.add_argument("--out", help="output path (default for OME-Zarr: labels inside it)")
     run.add_argument(
         "--stitch",
         choices=list(STITCHERS),
-        default="touch",
-        help="join labels that touch (default) or whose halos agree",
+        help="join labels that touch or whose halos agree (default: iou for a model "
+        "plugin's fn, else touch)",
     )
     run.add_argument("--iou-threshold", type=float, default=0.5, help="for --stitch iou")
     run.add_argument(

@@ -9,7 +9,10 @@ voxels at that offset:
   touching at ``m <= c``, so an edge contact (``m = 2``) proves ``c = 1``, a corner contact
   (``m = 3``) proves ``c <= 2``;
 * distinct labels touching face to face (``m = 1``) are instances that only stitching by
-  agreement (``stitch="iou"``) keeps apart.
+  agreement (``stitch="iou"``) keeps apart;
+* one label whose voxels fall apart under connectivity ``m - 1`` (even through other
+  labels' voxels) proves that ``fn`` joins at ``m`` steps: a full-connectivity labeler
+  such as ``skimage.measure.label``.
 
 :func:`tile_contacts` finds these contacts in one tile (as a bit mask, bit ``m`` set for a
 contact at ``m`` steps); :func:`infer_connectivity` turns the masks of all tiles into the
@@ -48,7 +51,9 @@ def _offsets(ndim: int) -> list[tuple[int, ...]]:
 
 
 def tile_contacts(labels: NDArray[Any]) -> int:
-    """Bit mask of the numbers of steps at which distinct nonzero labels touch.
+    """Bit mask of what one tile shows: bit ``m`` set when distinct nonzero labels touch at
+    ``m`` steps, bit ``JOINED + m`` when one label holds voxels joined only at ``m`` steps
+    (none of its pieces touch at fewer).
 
     Examples
     --------
@@ -59,6 +64,8 @@ def tile_contacts(labels: NDArray[Any]) -> int:
     '0b10'
     >>> tile_contacts(np.array([[1, 1], [0, 1]]))        # one object: no contact
     0
+    >>> tile_contacts(np.array([[1, 0], [0, 1]])) == 1 << (JOINED + 2)  # joined at an edge
+    True
     """
     mask = 0
     labelled = labels != 0
@@ -70,7 +77,31 @@ def tile_contacts(labels: NDArray[Any]) -> int:
         touching &= labelled[there]
         if touching.any():
             mask |= 1 << steps
+    if not mask & (1 << 2):  # an edge contact already proves faces only
+        mask |= _joins(labels, labelled)
     return mask
+
+
+#: Bit offset of the "joined at m steps" evidence in :func:`tile_contacts`' mask.
+JOINED = 8
+
+
+def _joins(labels: NDArray[Any], labelled: NDArray[np.bool_]) -> int:
+    """Bits ``JOINED + m`` for the most steps ``m`` at which some label is joined: its
+    voxels fall apart into several pieces under connectivity ``m - 1``, even counting
+    paths through other labels."""
+    from scipy import ndimage as ndi
+
+    for steps in range(labels.ndim, 1, -1):
+        structure = ndi.generate_binary_structure(labels.ndim, steps - 1)
+        pieces, n = ndi.label(labelled, structure=structure)
+        if n < 2:
+            continue
+        pairs = np.unique(labels[labelled].astype(np.int64) * (n + 1) + pieces[labelled])
+        owners = pairs // (n + 1)
+        if owners.size and (owners[1:] == owners[:-1]).any():
+            return 1 << (JOINED + steps)
+    return 0
 
 
 @functools.lru_cache(maxsize=64)
@@ -101,8 +132,9 @@ def sample_stride(n_tiles: int, tile_voxels: int) -> int:
 
 
 def infer_connectivity(masks: NDArray[np.integer[Any]] | list[int], ndim: int) -> int | None:
-    """The connectivity the tiles prove ``fn`` used: one less than the fewest steps at
-    which distinct labels touched (faces excepted), or None when no tile showed it.
+    """The connectivity the tiles show ``fn`` used: one less than the fewest steps at
+    which distinct labels touched (faces excepted); else, when some label was joined at
+    ``m`` > 1 steps, full connectivity; None when no tile showed either.
 
     Examples
     --------
@@ -110,13 +142,17 @@ def infer_connectivity(masks: NDArray[np.integer[Any]] | list[int], ndim: int) -
     1
     >>> infer_connectivity([0b1000], 3)         # a corner contact: edges too
     2
+    >>> infer_connectivity([1 << (JOINED + 2)], 2)  # a label joined at an edge
+    2
     >>> infer_connectivity([0b10, 0], 2) is None  # face contacts say nothing of it
     True
     """
-    seen = int(np.bitwise_or.reduce(np.asarray(masks, dtype=np.int64))) if len(masks) else 0
+    seen = _seen(masks)
     for steps in range(2, ndim + 1):
         if seen & (1 << steps):
             return steps - 1
+    if any(seen & (1 << (JOINED + steps)) for steps in range(2, ndim + 1)):
+        return ndim
     return None
 
 
@@ -124,13 +160,46 @@ def contradicted(masks: NDArray[np.integer[Any]] | list[int], connectivity: int)
     """The fewest steps (at most ``connectivity``, faces excepted) at which distinct labels
     touched inside a tile, which a labeler of that connectivity would have joined; None
     when the tiles agree with ``connectivity``."""
-    seen = int(np.bitwise_or.reduce(np.asarray(masks, dtype=np.int64))) if len(masks) else 0
+    seen = _seen(masks)
     for steps in range(2, connectivity + 1):
         if seen & (1 << steps):
             return steps
     return None
 
 
+def _seen(masks: NDArray[np.integer[Any]] | list[int]) -> int:
+    return int(np.bitwise_or.reduce(np.asarray(masks, dtype=np.int64))) if len(masks) else 0
+
+
 def n_touching(masks: NDArray[np.integer[Any]] | list[int]) -> int:
     """How many tiles had distinct labels touching face to face."""
     return int(np.count_nonzero(np.asarray(masks, dtype=np.int64) & 0b10))
+
+
+def diagonal_joins(pairs: NDArray[np.int64], face_pairs: NDArray[np.int64]) -> int:
+    """How many joins ``pairs`` (labels touching across seams at full connectivity) make
+    that ``face_pairs`` (the face-to-face subset) do not: objects that only a diagonal
+    contact joins.
+
+    Examples
+    --------
+    >>> full = np.array([[1, 2], [2, 3], [4, 5]])
+    >>> diagonal_joins(full, np.array([[1, 2], [4, 5]]))    # 2-3 touch only diagonally
+    1
+    >>> diagonal_joins(full, full)
+    0
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if not len(pairs):
+        return 0
+    nodes, inverse = np.unique(pairs.ravel(), return_inverse=True)
+    n = int(nodes.size)
+
+    def joins(edges: NDArray[np.intp]) -> int:
+        graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+        return n - int(connected_components(graph, directed=False)[0])
+
+    faces = np.searchsorted(nodes, face_pairs.ravel()).reshape(-1, 2)
+    return int(joins(inverse.reshape(-1, 2)) - joins(faces))

@@ -9,7 +9,7 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -84,6 +84,8 @@ class CellposeFn:
     #: Cellpose rescales each tile by ``diam_mean / diameter`` and pads it itself, so it
     #: imposes no pixel grid on tile origins.
     grid: tuple[int, ...] = (1, 1)
+    #: Instance segmentation: ``tile_process`` stitches it by agreement unless told otherwise.
+    stitch: ClassVar[str] = "iou"
 
     def fit_tiling(
         self, tile_shape: int | Sequence[int], overlap: int | Sequence[int]

@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -126,6 +126,8 @@ class StarDistFn:
     #: The network's downsampling per spatial axis (``grid * pool**depth``): tile shapes
     #: and overlaps that are multiples of it keep every tile on the network's grid.
     grid: tuple[int, ...] = (1, 1)
+    #: Instance segmentation: ``tile_process`` stitches it by agreement unless told otherwise.
+    stitch: ClassVar[str] = "iou"
 
     def fit_tiling(
         self, tile_shape: int | Sequence[int], overlap: int | Sequence[int]

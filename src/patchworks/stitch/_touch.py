@@ -97,6 +97,29 @@ class TouchSeams:
 
     def join(self, inputs: MergeInputs) -> TouchJoined:
         connectivity, info, notes = self._connectivity(inputs.contacts)
+        pairs = self._pairs(inputs, connectivity)
+        if info["connectivity_from"] == "assumed" and connectivity > 1:
+            diagonal = contact.diagonal_joins(pairs, self._pairs(inputs, 1))
+            info["seam_joins_only_diagonal"] = diagonal
+            if diagonal:
+                notes.append(
+                    f"Labels touching only diagonally joined objects across tile seams "
+                    f"({diagonal} join{'s' if diagonal > 1 else ''}), and no tile showed "
+                    f"which connectivity `fn` labels with (connectivity {connectivity} was "
+                    "assumed, which joins them). If `fn` is scipy.ndimage.label with its "
+                    "default structure, pass connectivity=1; if it joins diagonal "
+                    f"neighbours (skimage.measure.label's default), pass "
+                    f"connectivity={connectivity}."
+                )
+        label_map = build_label_map(
+            inputs.counts, pairs, sequential=inputs.sequential, dtype=inputs.dtype
+        )
+        for note in notes:  # once the map is built: an error there comes first
+            warnings.warn(note, StitchingWarning, stacklevel=3)
+        return TouchJoined(inputs=inputs, label_map=label_map, info=info)
+
+    def _pairs(self, inputs: MergeInputs, connectivity: int) -> NDArray[np.int64]:
+        """The pairs of tagged labels that touch across faces at ``connectivity``."""
         face_job = FaceJob(
             plan=self.plan,
             store=inputs.staging.faces,
@@ -107,15 +130,7 @@ class TouchSeams:
         tasks = range(len(face_job.tasks))
         found = inputs.executor.map(plane_pairs, face_job, tasks, desc="faces")
         pairs = [p for p in found if p.size]
-        label_map = build_label_map(
-            inputs.counts,
-            np.concatenate(pairs) if pairs else EMPTY_PAIRS,
-            sequential=inputs.sequential,
-            dtype=inputs.dtype,
-        )
-        for note in notes:  # once the map is built: an error there comes first
-            warnings.warn(note, StitchingWarning, stacklevel=3)
-        return TouchJoined(inputs=inputs, label_map=label_map, info=info)
+        return np.concatenate(pairs) if pairs else EMPTY_PAIRS
 
     def _connectivity(self, masks: NDArray[np.int64]) -> tuple[int, dict[str, Any], list[str]]:
         """The connectivity of the merge, what the output records about it, and what the
