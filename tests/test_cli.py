@@ -176,3 +176,20 @@ def test_unreachable_scheduler_is_a_usage_error(workspace, capsys):
         capsys, "info", "plain.zarr", "--scheduler-address", "tcp://127.0.0.1:9"
     )
     assert code == 2 and "could not connect" in err
+
+
+def test_dry_run_checks_the_overlap_as_the_run_does(workspace, capsys):
+    code, _, err = run_main(
+        capsys,
+        "run",
+        "img.ome.zarr",
+        "--fn",
+        "seg:fn",
+        "--stitch",
+        "iou",
+        "--overlap",
+        "0",
+        "--dry-run",
+    )
+    assert code == 2 and "needs `overlap` > 0" in err
+    assert not os.path.exists("img.ome.zarr/labels")

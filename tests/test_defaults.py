@@ -122,6 +122,16 @@ def test_a_time_axis_is_never_merged_across(tile_shape, tmp_path):
     assert record["time_axes"] == [0] and record["tile_shape"][0] == 1 and record["overlap"][0] == 0
 
 
+def test_estimate_empty_tiles_counts_tiles_as_the_run_makes_them():
+    from patchworks import estimate_empty_tiles
+
+    write_ome_image("movie.zarr", _time_lapse(), axes="tzyx", chunks=(3, 4, 16, 16))
+    info = estimate_empty_tiles("movie.zarr", tile_shape=None, threshold=10)
+    assert info["tile_shape"][0] == 1 and info["n_tiles"] == 3 * 4
+    info = estimate_empty_tiles("movie.zarr", tile_shape=None, threshold=10, time_as_space=True)
+    assert info["tile_shape"][0] == 3 and info["n_tiles"] == 4
+
+
 def test_time_as_space_joins_time_points_and_thick_tiles_need_it():
     write_ome_image("movie.zarr", _time_lapse(), axes="tzyx", chunks=(3, 4, 16, 16))
     joined = tile_process(

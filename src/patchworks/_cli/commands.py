@@ -144,6 +144,13 @@ def _dry_run(args: argparse.Namespace, fn: Any, tile_shape: Ints, overlap: Ints)
         **image_kwargs(args),
     )
     print(format_info(info))
+    if info["halo"] != "auto":  # as the run checks it, before anything is written
+        from patchworks.stitch import parse_stitcher
+
+        halo = tuple(int(h) for h in info["halo"])
+        parse_stitcher(stitch, iou_threshold=args.iou_threshold).check_halo(
+            halo, overlap, tuple(info["tile_shape"]), tuple(info["shape"])
+        )
     target = _destination(args, is_ome="ome" in info)
     if os.path.exists(target) and not (args.overwrite or args.resume):
         raise UsageError(f"{target!r} already exists; pass --overwrite to replace it.")

@@ -15,6 +15,7 @@ import numpy as np
 from patchworks._engine.execute import Executor
 from patchworks._options import check_empty_threshold, resolve_tile_shape
 from patchworks._plan import TilePlan
+from patchworks._run import one_per_time_point
 from patchworks.errors import InvalidParameterError
 from patchworks.io._source import ImageSource, open_image
 
@@ -72,6 +73,7 @@ def estimate_empty_tiles(
     level: int | str | None = None,
     progress: bool = False,
     channel: int | None = None,
+    time_as_space: bool = False,
 ) -> EmptyTilesEstimate:
     """Estimate the fraction of background-only tiles from a random sample of tiles.
 
@@ -88,8 +90,9 @@ def estimate_empty_tiles(
         Number of tiles read (at most; all tiles when there are fewer).
     seed : int
         Seed of the random sample, for reproducible estimates.
-    channel_axis, level, progress, channel
-        As in :func:`tile_process`.
+    channel_axis, level, progress, channel, time_as_space
+        As in :func:`tile_process` (tiles are one time point thick, as the run makes
+        them, unless ``time_as_space``).
 
     Returns
     -------
@@ -115,6 +118,9 @@ def estimate_empty_tiles(
     source = open_image(image, channel_axis=channel_axis, level=level, channel=channel)
     executor = Executor(progress=progress)
     tiles = resolve_tile_shape(tile_shape, source, n_tasks=executor.n_workers, use_gpu=False)
+    separate = () if time_as_space else source.time_axes
+    names = ", ".join(repr(n) for n in source.axis_names(separate))
+    tiles = one_per_time_point(tiles, separate, given=tile_shape, names=names)
     plan = TilePlan(shape=source.shape, tile_shape=tiles, halo=(0,) * source.ndim)
     rng = np.random.default_rng(seed)
     n_sampled = min(plan.n_tiles, sample_size)
