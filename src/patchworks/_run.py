@@ -29,6 +29,7 @@ from patchworks._plan import TilePlan, normalize_overlap
 from patchworks._store.facestore import FaceIndex
 from patchworks._store.resume import OutputRun, check_resume
 from patchworks._store.staging import Staging, create_staging
+from patchworks._store.verify import verify_output, verify_staged
 from patchworks._version import __version__
 from patchworks.errors import InvalidParameterError
 from patchworks.io import Output
@@ -85,6 +86,8 @@ def run(spec: RunSpec) -> Any:
             dtype=spec.dtype,
             contacts=np.array([s.contacts for s in summaries], dtype=np.int64),
         )
+        # Every tile's staged data is where the client looks, before anything reads it.
+        verify_staged(plan, staging, seams, inputs.counts, inputs.faces, in_place=labels.in_place)
         info = _tile_info(spec, plan, summaries, out)
         del summaries  # ~600 B per tile; the counts and the face index hold what is needed
         joined = seams.join(inputs)  # stages 3 and 4
@@ -102,6 +105,8 @@ def run(spec: RunSpec) -> Any:
             return result
         built = _output_array(labels, staging, plan, spec.dtype, resumable=resume)
         label_map = joined.write(executor, built)  # stage 5
+        if built is not labels.array:  # (relabelled in place: every chunk was read above)
+            verify_output(plan, built, inputs.faces, in_place=labels.in_place)
         info.update(joined.info)
         _publish(built, output.target, _run_info(spec, label_map, info), staging, durable=resume)
         out.close()
