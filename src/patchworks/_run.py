@@ -21,6 +21,7 @@ from patchworks._engine.execute import Executor
 from patchworks._engine.labelmap import LabelMap
 from patchworks._engine.merge import Joined, MergeInputs
 from patchworks._engine.overlap import resolve_overlap
+from patchworks._engine.preflight import Location, preflight
 from patchworks._engine.staged import StagedLabels, TileLabels, UserLabels
 from patchworks._engine.tiles import TileJob, process_tile, scan_label_store, stage_label_block
 from patchworks._fs import fsync_tree, remove_tree
@@ -74,6 +75,7 @@ def run(spec: RunSpec) -> Any:
             skip_empty=spec.skip_empty,
             empty_threshold=spec.empty_threshold,
         )
+        _preflight(spec, executor, staging, output)  # before anything runs on a worker
         summaries = _stage_tiles(spec, out, executor, job)  # stage 2
         inputs = MergeInputs(
             plan=plan,
@@ -117,6 +119,20 @@ def run(spec: RunSpec) -> Any:
         if output is not None:
             output.abort(keep=resume or spec.keep_temp)
         raise
+
+
+def _preflight(spec: RunSpec, executor: Executor, staging: Staging, output: Output | None) -> None:
+    """Every worker sees the scratch, the output's folder and a local input, and loads
+    ``fn`` (:mod:`patchworks._engine.preflight`; nothing to check without a cluster)."""
+    if executor.client is None:
+        return
+    places = [Location("the run's scratch folder", staging.scratch)]
+    if output is not None:
+        folder = os.path.dirname(os.path.abspath(output.target))
+        places.append(Location("the folder of `write_to`", folder))
+    if isinstance(spec.image, str | os.PathLike) and "://" not in os.fspath(spec.image):
+        places.append(Location("the input", os.path.abspath(spec.image), write=False))
+    preflight(executor.client, places, spec.fn)
 
 
 def _open_output(spec: RunSpec) -> Output | None:

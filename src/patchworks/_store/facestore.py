@@ -89,7 +89,11 @@ class _Segment:
         self.root = root
         self.pid = os.getpid()
         self.path = os.path.join(root, f"{uuid.uuid4().hex}.slabs")
-        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileNotFoundError:  # the client made the folder: this machine does not see it
+            why = "is missing on this worker"
+            raise staged_data_missing("the folder", "the run's face store", root, why=why) from None
         fsync_dir(root)  # the new name survives a crash before the first recorded tile
 
     def append(self, data: bytes) -> int:
