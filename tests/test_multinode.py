@@ -228,3 +228,62 @@ def test_without_the_preflight_the_run_still_never_returns_wrong_labels(
         assert "'/tmp/patchworks-" in message and "put `write_to` (and `temp_dir`" in message
     finally:
         _clear_workers_tmp(client)
+
+
+def test_a_module_missing_on_the_cluster_is_named_with_the_fix(
+    nodes, volume, tmp_path, monkeypatch
+):
+    """fn's module exists only on the client: named before any tile runs, not dask's
+    'lost dependencies'; after ``client.upload_file`` the same call works."""
+    from patchworks.errors import ClusterConfigurationError
+
+    client, shared = nodes
+    module = tmp_path / "seg_only_on_client.py"
+    module.write_text(
+        "from cluster_fns import threshold_label\n\ndef fn(tile):\n    return threshold_label(tile)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "seg_only_on_client", raising=False)
+    import seg_only_on_client
+
+    out = os.path.join(shared, "missing-module.zarr")
+    with client.as_current(), pytest.raises(ClusterConfigurationError) as info:
+        tile_process(volume, seg_only_on_client.fn, tile_shape=(8, 16, 16), write_to=out)
+    assert str(info.value) == (
+        "`fn` cannot be loaded on the dask scheduler: No module named 'seg_only_on_client' "
+        "there. Install 'seg_only_on_client' in the environment of the scheduler and every "
+        "worker (the same as the client's), or send a single-file module with "
+        f"`client.upload_file({str(module)!r})` before the run."
+    )
+    assert output_status(out) == "missing"
+    client.upload_file(str(module))
+    with client.as_current():
+        labels = tile_process(
+            volume, seg_only_on_client.fn, tile_shape=(8, 16, 16), write_to=out, compute=True
+        )
+    np.testing.assert_array_equal(labels, _single_machine(volume))
+
+
+def test_cli_uploads_the_fn_file_and_its_sibling_modules(nodes, tmp_path):
+    """``patchworks run --fn code/seg_helper.py:fn --scheduler-address ...`` where
+    seg_helper imports helper.py beside it, on workers that do not see the client's /tmp."""
+    from patchworks.datasets import write_blobs_zarr
+
+    client, shared = nodes
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "cli_helper.py").write_text("THRESHOLD = 400\n")
+    (code / "cli_seg_helper.py").write_text(
+        "from cli_helper import THRESHOLD\nfrom skimage.measure import label\n\n"
+        "def fn(tile):\n    return label(tile > THRESHOLD).astype('int32')\n"
+    )
+    image = os.path.join(shared, "cli-image.zarr")
+    out = os.path.join(shared, "cli-labels.zarr")
+    write_blobs_zarr(image, (8, 64, 64), chunks=(4, 32, 32), radius=5)
+    done = subprocess.run(
+        [sys.executable, "-m", "patchworks", "run", image, "--fn", f"{code}/cli_seg_helper.py:fn",
+         "--out", out, "--scheduler-address", client.scheduler.address],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": SRC},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert output_status(out) == "complete"
