@@ -131,6 +131,8 @@ def preflight(
     of ``client`` sees ``locations`` as the client does and can load ``fn``."""
     if client is None:
         return
+    # A folder the client does not have yet (made later, by the client) is not checked.
+    locations = [loc for loc in locations if not loc.write or os.path.isdir(loc.path)]
     token = uuid.uuid4().hex
     mine = []
     try:
