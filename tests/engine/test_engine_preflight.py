@@ -20,7 +20,8 @@ def test_a_worker_that_sees_the_folder_writes_a_probe_the_client_reads(tmp_path)
     report = worker_probe([Location("the run's scratch folder", str(tmp_path))], "tok", None)
     assert report["problems"] == [] and report["fn"] is None
     [probe] = report["written"]
-    assert open(probe, "rb").read() == report["who"].encode()
+    with open(probe, "rb") as f:
+        assert f.read() == report["who"].encode()
     _check_reports({"tcp://w:1": report}, [], None)  # the client reads it back: no error
 
 
@@ -54,7 +55,7 @@ def test_a_probe_the_client_cannot_read_back_is_reported(tmp_path):
     report = worker_probe([Location("the run's scratch folder", str(tmp_path))], "tok", None)
     os.remove(report["written"][0])  # written where the client does not look
     with pytest.raises(
-        StorageNotSharedError, match="a file it wrote in .* is not there for the client"
+        StorageNotSharedError, match=r"a file it wrote in .* is not there for the client"
     ):
         _check_reports({"tcp://w:1": report}, [], None)
 
