@@ -287,3 +287,17 @@ def test_cli_uploads_the_fn_file_and_its_sibling_modules(nodes, tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert output_status(out) == "complete"
+
+
+def test_an_input_the_workers_cannot_see_fails_in_the_preflight(nodes, volume, tmp_path):
+    """A relative image path in the client's folder (the workers run elsewhere)."""
+    import zarr
+
+    client, shared = nodes
+    zarr.create_array("img.zarr", data=volume, chunks=(8, 16, 16))  # in the client's /tmp
+    out = os.path.join(shared, "from-private-input.zarr")
+    with client.as_current(), pytest.raises(StorageNotSharedError) as info:
+        tile_process("img.zarr", threshold_label, write_to=out)
+    assert "the input 'img.zarr' does not exist there (from " in str(info.value)
+    assert "give an absolute path" in str(info.value)
+    assert output_status(out) == "missing"

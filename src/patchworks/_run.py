@@ -131,7 +131,7 @@ def _preflight(spec: RunSpec, executor: Executor, staging: Staging, output: Outp
         folder = os.path.dirname(os.path.abspath(output.target))
         places.append(Location("the folder of `write_to`", folder))
     if isinstance(spec.image, str | os.PathLike) and "://" not in os.fspath(spec.image):
-        places.append(Location("the input", os.path.abspath(spec.image), write=False))
+        places.append(Location("the input", os.fspath(spec.image), write=False))  # as read
     preflight(executor.client, places, spec.fn)
 
 

@@ -58,7 +58,12 @@ def worker_probe(
     for loc in locations:
         if not loc.write:
             if not os.path.exists(loc.path):
-                problems.append(f"{loc.name} {loc.path!r} does not exist there")
+                relative = (
+                    ""
+                    if os.path.isabs(loc.path)
+                    else f" (from {os.getcwd()!r}; give an absolute path)"
+                )
+                problems.append(f"{loc.name} {loc.path!r} does not exist there{relative}")
             continue
         if not os.path.isdir(loc.path):
             problems.append(f"{loc.name} {loc.path!r} does not exist there")
