@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from patchworks._store.accounting import staged_data_missing
+from patchworks._store.chunkcache import ChunkCache
 from patchworks._store.chunkfiles import (
     drop_if_empty,
     read_file,
@@ -281,9 +282,12 @@ class ChunkIO:
             raise staged_data_missing("the staged labels", expect, path)
         return data
 
-    def read_box(self, box: tuple[slice, ...], *, reuse: bool = False) -> NDArray[Any]:
+    def read_box(
+        self, box: tuple[slice, ...], *, reuse: bool = False, cache: ChunkCache | None = None
+    ) -> NDArray[Any]:
         """The voxels in ``box`` (inside the array), assembled from whole chunk files;
-        ``reuse`` as in :meth:`read`.
+        ``reuse`` as in :meth:`read`. A box over several chunks takes them from ``cache``
+        when there and leaves them there (:mod:`._store.chunkcache`).
 
         Examples
         --------
@@ -304,7 +308,11 @@ class ChunkIO:
             range(i, -(-s.stop // c)) for s, i, c in zip(box, first, self.chunks, strict=True)
         ]
         for coords in itertools.product(*ranges):
-            chunk = self.read(coords, reuse=True)  # copied out before the next read
+            chunk = None if cache is None else cache.get(coords)
+            if chunk is None:
+                chunk = self.read(coords, reuse=cache is None)  # (reused: copied out below)
+                if cache is not None:
+                    cache.put(coords, chunk)
             src, dst = [], []
             for s, i, c, n in zip(box, coords, self.chunks, chunk.shape, strict=True):
                 lo, hi = max(s.start, i * c), min(s.stop, i * c + n)
