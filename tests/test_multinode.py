@@ -226,6 +226,7 @@ def test_without_the_preflight_the_run_still_never_returns_wrong_labels(
             )  # fmt: skip
         message = str(info.value)
         assert "'/tmp/patchworks-" in message and "put `write_to` (and `temp_dir`" in message
+        assert " of tile " in message or message.startswith("while staging tile ")
     finally:
         _clear_workers_tmp(client)
 
