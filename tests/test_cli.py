@@ -193,3 +193,19 @@ def test_dry_run_checks_the_overlap_as_the_run_does(workspace, capsys):
     )
     assert code == 2 and "needs `overlap` > 0" in err
     assert not os.path.exists("img.ome.zarr/labels")
+
+
+def test_fn_file_imports_a_sibling_module(tmp_path):
+    """``--fn path/seg_helper.py:fn`` where seg_helper imports helper.py beside it, run from
+    another folder: the file's folder is on the path."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "helper.py").write_text("THRESHOLD = 400\n")
+    (code / "seg_helper.py").write_text(
+        "from helper import THRESHOLD\nfrom skimage.measure import label\n\n"
+        "def fn(tile):\n    return label(tile > THRESHOLD).astype('int32')\n"
+    )
+    write_blobs_zarr("plain.zarr", (8, 64, 64), chunks=(4, 32, 32), radius=5)
+    done = cli("run", "plain.zarr", "--fn", f"{code}/seg_helper.py:fn", "--out", "o.zarr", check=0)
+    assert "objects" in done.stdout
+    assert zarr.open_array("o.zarr", mode="r")[...].max() > 0

@@ -86,3 +86,13 @@ def test_gpu_cluster_pins_one_single_threaded_worker_per_device(monkeypatch):
     finally:
         client.close()
         cluster.close()
+
+
+def test_the_preflight_passes_on_a_process_cluster_and_leaves_no_probe(cluster, volume, tmp_path):
+    out = tmp_path / "labels.zarr"
+    labels = tile_process(
+        volume, label_fn, tile_shape=(10, 15, 15), write_to=str(out), compute=True
+    )
+    assert same_partition(labels, ndi.label(volume > 0.5, structure=STRUCTURE)[0])
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.startswith(".patchworks-probe-")]
+    assert leftovers == [] and sorted(p.name for p in tmp_path.iterdir()) == ["labels.zarr"]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from patchworks._engine.local import MIN_MEAN_RUN, LabelRuns, dense_limit, to_local_labels
 from patchworks._plan import TilePlan
-from patchworks._store.chunkio import REUSABLE_BYTES, reusable
+from patchworks._store.chunkfiles import REUSABLE_BYTES, reusable
 from patchworks._store.facestore import FaceIndex, FaceStore, face_planes
 
 TILE = TilePlan((4,), (4,), (0,)).tile(0)

@@ -200,7 +200,9 @@ def tile_process(
     overwrite : bool
         Replace an existing ``write_to`` (only once the new result is complete).
     temp_dir : str, optional
-        Where temporary data goes (default: next to ``write_to``, else the system's).
+        Where temporary data goes (default: next to ``write_to``, else the system's). On a
+        cluster it must be a folder every worker sees (docs/storage.md); the run checks
+        that before ``fn`` runs anywhere.
     keep_temp : bool
         Keep temporary data on failure, for inspection.
     retries : int

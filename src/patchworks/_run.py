@@ -21,6 +21,7 @@ from patchworks._engine.execute import Executor
 from patchworks._engine.labelmap import LabelMap
 from patchworks._engine.merge import Joined, MergeInputs
 from patchworks._engine.overlap import fit_model_grid, resolve_overlap
+from patchworks._engine.preflight import Location, preflight
 from patchworks._engine.staged import StagedLabels, TileLabels, UserLabels
 from patchworks._engine.tiles import TileJob, process_tile, scan_label_store, stage_label_block
 from patchworks._fs import fsync_tree, remove_tree
@@ -29,6 +30,7 @@ from patchworks._plan import TilePlan, normalize_overlap
 from patchworks._store.facestore import FaceIndex
 from patchworks._store.resume import OutputRun, check_resume
 from patchworks._store.staging import Staging, create_staging
+from patchworks._store.verify import verify_output, verify_staged
 from patchworks._version import __version__
 from patchworks.errors import InvalidParameterError
 from patchworks.io import Output
@@ -73,6 +75,7 @@ def run(spec: RunSpec) -> Any:
             skip_empty=spec.skip_empty,
             empty_threshold=spec.empty_threshold,
         )
+        _preflight(spec, executor, staging, output)  # before anything runs on a worker
         summaries = _stage_tiles(spec, out, executor, job)  # stage 2
         inputs = MergeInputs(
             plan=plan,
@@ -85,6 +88,8 @@ def run(spec: RunSpec) -> Any:
             dtype=spec.dtype,
             contacts=np.array([s.contacts for s in summaries], dtype=np.int64),
         )
+        # Every tile's staged data is where the client looks, before anything reads it.
+        verify_staged(plan, staging, seams, inputs.counts, inputs.faces, in_place=labels.in_place)
         info = _tile_info(spec, plan, summaries, out)
         del summaries  # ~600 B per tile; the counts and the face index hold what is needed
         joined = seams.join(inputs)  # stages 3 and 4
@@ -102,6 +107,8 @@ def run(spec: RunSpec) -> Any:
             return result
         built = _output_array(labels, staging, plan, spec.dtype, resumable=resume)
         label_map = joined.write(executor, built)  # stage 5
+        if built is not labels.array:  # (relabelled in place: every chunk was read above)
+            verify_output(plan, built, inputs.faces, in_place=labels.in_place)
         info.update(joined.info)
         _publish(built, output.target, _run_info(spec, label_map, info), staging, durable=resume)
         out.close()
@@ -112,6 +119,20 @@ def run(spec: RunSpec) -> Any:
         if output is not None:
             output.abort(keep=resume or spec.keep_temp)
         raise
+
+
+def _preflight(spec: RunSpec, executor: Executor, staging: Staging, output: Output | None) -> None:
+    """Every worker sees the scratch, the output's folder and a local input, and loads
+    ``fn`` (:mod:`patchworks._engine.preflight`; nothing to check without a cluster)."""
+    if executor.client is None:
+        return
+    places = [Location("the run's scratch folder", staging.scratch)]
+    if output is not None:
+        folder = os.path.dirname(os.path.abspath(output.target))
+        places.append(Location("the folder of `write_to`", folder))
+    if isinstance(spec.image, str | os.PathLike) and "://" not in os.fspath(spec.image):
+        places.append(Location("the input", os.fspath(spec.image), write=False))  # as read
+    preflight(executor.client, places, spec.fn)
 
 
 def _open_output(spec: RunSpec) -> Output | None:

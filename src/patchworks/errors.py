@@ -25,7 +25,9 @@ __all__ = [
     "ParameterTypeError",
     "PatchworksError",
     "ResumeMismatchError",
+    "StagedDataMissingError",
     "StitchingWarning",
+    "StorageNotSharedError",
     "TileFunctionError",
 ]
 
@@ -92,6 +94,16 @@ class OutputNotWritableError(PatchworksError, PermissionError):
 
 class ClusterConfigurationError(PatchworksError, RuntimeError):
     """The active dask client cannot run patchworks (for example an in-process cluster)."""
+
+
+class StagedDataMissingError(PatchworksError, FileNotFoundError):
+    """Data a tile staged for a later stage (its labels, halo, face frame) cannot be found
+    or decoded where that stage looks; the message names the tile and the location."""
+
+
+class StorageNotSharedError(ClusterConfigurationError):
+    """A dask worker cannot read or write the run's scratch or output location (found by
+    the preflight, before ``fn`` runs anywhere)."""
 
 
 class MissingDependencyError(PatchworksError, ImportError):

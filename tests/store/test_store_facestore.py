@@ -17,6 +17,7 @@ from patchworks._store.facestore import (
     FaceStore,
     face_planes,
 )
+from patchworks.errors import StagedDataMissingError
 
 
 def _slabs_of(labels):
@@ -177,7 +178,39 @@ def test_truncated_face_data_names_the_tile_and_the_store(tmp_path):
     os.truncate(store.path(ref), ref.size - 1)
     with store.reader(FaceIndex.of([None, ref])) as reader, pytest.raises(OSError) as info:
         reader.slab(1, 0, "lo")
-    assert str(info.value) == f"face data of tile 1 is truncated in {store.root!r}"
+    assert isinstance(info.value, StagedDataMissingError)
+    assert str(info.value).startswith(
+        f"the face frame of tile 1 is truncated ({ref.size - 1} of {ref.size} bytes) at "
+        f"{store.path(ref)!r}; "
+    )
+    with pytest.raises(StagedDataMissingError, match="is truncated"):
+        store.verify(FaceIndex.of([None, ref]))
+
+
+def test_a_missing_face_segment_names_the_tile_the_path_and_the_fix(tmp_path):
+    store = FaceStore.create(str(tmp_path / "faces"))
+    labels = np.arange(16).reshape(4, 4)
+    ref = store.append(labels.shape, face_planes(labels), 15)
+    os.remove(store.path(ref))  # written on a worker's private disk: not here
+    index = FaceIndex.of([None, None, ref])
+    with store.reader(index) as reader, pytest.raises(StagedDataMissingError) as info:
+        reader.slab(2, 0, "lo")
+    assert str(info.value).startswith(
+        f"the face frame of tile 2 is missing at {store.path(ref)!r}; the run's staged data "
+        "must be on storage that the client and every dask worker see"
+    )
+    assert "`write_to`" in str(info.value) and "`temp_dir`" in str(info.value)
+    with pytest.raises(StagedDataMissingError, match="tile 2 is missing as the client sees"):
+        store.verify(index)
+    assert isinstance(info.value, FileNotFoundError)
+
+
+def test_verify_accepts_a_complete_face_store(tmp_path):
+    store = FaceStore.create(str(tmp_path / "faces"))
+    labels = np.arange(16).reshape(4, 4)
+    refs = [store.append(labels.shape, face_planes(labels), 15) for _ in range(3)]
+    store.verify(FaceIndex.of([refs[0], None, *refs[1:]]))
+    store.verify(FaceIndex.of([None]))
 
 
 def test_reader_closes_its_files(tmp_path):

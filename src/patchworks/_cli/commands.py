@@ -68,10 +68,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _ship_fn(fn: Callable[..., Any]) -> None:
-    """Send fn's module to the cluster's workers when it is the user's own file.
+    """Send fn's module, and the modules it imported from its folder, to the cluster.
 
-    Workers unpickle ``fn`` by importing its module; a ``seg.py`` next to the user is not
-    on their path, so it is uploaded (``Client.upload_file``). Installed packages are not.
+    Workers unpickle ``fn`` by importing its module; a ``seg.py`` next to the user (and a
+    ``helper.py`` it imports) is not on their path, so each is uploaded
+    (``Client.upload_file``, to the scheduler and every worker), siblings first: a module
+    is imported where it lands. Installed packages are not.
     """
     from patchworks._engine.execute import active_client
 
@@ -81,8 +83,18 @@ def _ship_fn(fn: Callable[..., Any]) -> None:
     if client is None or not path or not path.endswith(".py"):
         return
     installed = ("site-packages", "dist-packages", os.path.dirname(os.__file__))
-    if not any(part in os.path.abspath(path) for part in installed):
-        client.upload_file(path)
+    if any(part in os.path.abspath(path) for part in installed):
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    siblings = {
+        os.path.abspath(f)
+        for m in list(sys.modules.values())
+        if (f := getattr(m, "__file__", None)) and os.path.dirname(os.path.abspath(f)) == folder
+    }
+    siblings.discard(os.path.abspath(path))
+    for sibling in sorted(s for s in siblings if s.endswith(".py")):
+        client.upload_file(sibling)
+    client.upload_file(path)
 
 
 def _check_destination(args: argparse.Namespace) -> None:

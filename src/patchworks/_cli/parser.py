@@ -77,6 +77,9 @@ def load_fn(spec: str) -> Callable[..., Any]:
             if not os.path.exists(module_name):
                 raise UsageError(f"--fn file does not exist: {module_name!r}.")
             name = os.path.splitext(os.path.basename(module_name))[0]
+            folder = os.path.dirname(os.path.abspath(module_name))
+            if folder not in sys.path:  # its sibling modules import as they do beside it
+                sys.path.insert(0, folder)
             spec_obj = importlib.util.spec_from_file_location(name, module_name)
             assert spec_obj is not None and spec_obj.loader is not None
             module = importlib.util.module_from_spec(spec_obj)

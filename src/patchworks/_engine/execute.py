@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import dask
 
-from patchworks.errors import ClusterConfigurationError, InvalidParameterError, TileFunctionError
+from patchworks.errors import (
+    ClusterConfigurationError,
+    InvalidParameterError,
+    StagedDataMissingError,
+    TileFunctionError,
+)
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -169,6 +174,8 @@ def _task_failure(exc: Exception, job: object, index: int, retries: int) -> Exce
             "memory or crashes `fn` does this (this tile, or one that ran beside it): try a "
             "smaller `tile_shape` or fewer threads per worker."
         )
+    if isinstance(exc, StagedDataMissingError) and " of tile " not in str(exc):
+        return StagedDataMissingError(f"while staging {where}: {exc}")
     if retries:
         exc.add_note(
             f"patchworks: {where} failed on all {1 + retries} attempts (retries={retries})."

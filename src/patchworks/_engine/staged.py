@@ -32,6 +32,7 @@ from patchworks._engine.local import (
     to_local_labels,
 )
 from patchworks._plan import Tile
+from patchworks._store.accounting import require_chunk
 from patchworks._store.chunkio import ChunkIO, read_tile, tile_io
 from patchworks._store.staging import Staging
 
@@ -111,12 +112,15 @@ class StagedLabels:
     def final(
         self, tile: Tile, lut: NDArray[Any], ids: NDArray[Any] | None, out: NDArray[Any] | None
     ) -> NDArray[Any]:
-        runs = self.io.read_runs(tile.position) if self.io is not None else None
+        # Only tiles with labels are read here: their chunk must be there (never fill 0).
+        where = tile.describe()
+        runs = self.io.read_runs(tile.position, expect=where) if self.io is not None else None
         if runs is not None:  # staged as runs: map each run's label, then expand the runs
             return expand_runs(*runs, lut).reshape(tile.core_shape)
         if self.io is not None:
-            block = self.io.read_local(tile.position, reuse=out is not None)
+            block = self.io.read_local(tile.position, reuse=out is not None, expect=where)
         else:
+            require_chunk(self.array, tile.position, where)
             block = read_tile(self.array, None, tile.position, tile.core, reuse=out is not None)
         return apply_lut(block, lut, out)
 

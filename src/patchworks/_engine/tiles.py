@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from patchworks._engine.local import LocalLabels
 from patchworks._engine.staged import TileLabels
 from patchworks._plan import Tile, TilePlan
+from patchworks._store.chunkcache import ChunkCache
 from patchworks._store.chunkio import ChunkIO, chunk_io
 from patchworks._store.facestore import FaceRef
 from patchworks._store.staging import Staging
@@ -72,6 +73,12 @@ class TileJob:
             return None
         io = chunk_io(self.source.array)
         return io if io is not None and len(io.shape) == self.plan.ndim else None
+
+    @cached_property
+    def source_cache(self) -> ChunkCache | None:
+        """Decoded input chunks shared by neighbouring tiles' halos on this worker (None
+        without a halo, where each tile reads exactly its own chunks)."""
+        return ChunkCache() if any(self.plan.halo) and self.source_io is not None else None
 
 
 def _as_numpy(result: Any) -> Any:
@@ -171,6 +178,7 @@ def read_source_box(
     name: str = "image",
     io: ChunkIO | None = None,
     reuse: bool = False,
+    cache: ChunkCache | None = None,
 ) -> NDArray[Any]:
     """Read ``box`` of ``source``; a damaged or unreachable store names the tile.
 
@@ -179,7 +187,7 @@ def read_source_box(
     """
     try:
         if io is not None:
-            return io.read_box(box, reuse=reuse)
+            return io.read_box(box, reuse=reuse, cache=cache)
         return source.read(box)
     except Exception as exc:
         raise ImageReadError(
@@ -192,7 +200,9 @@ def process_tile(job: TileJob, index: int) -> TileSummary:
     """Stage 2 for one tile of ``tile_process``: read, ``fn``, check, crop, stage."""
     assert job.source is not None
     tile = job.plan.tile(index)
-    data = read_source_box(job.source, tile, tile.halo_box, io=job.source_io)
+    data = read_source_box(
+        job.source, tile, tile.halo_box, io=job.source_io, cache=job.source_cache
+    )
     if job.skip_empty:
         core = data[job.source.full_box(tile.crop)]
         threshold = 0 if job.empty_threshold is None else job.empty_threshold

@@ -7,59 +7,40 @@ selection parsing, a hop to zarr's event-loop thread and back, and a codec pipel
 (about 2-4 ms per 64^3 chunk, more than the compression itself). For arrays in the layout
 patchworks creates — zarr v3 on a local directory, default chunk keys, little-endian bytes
 then zstd, fill value 0 — :class:`ChunkIO` reads and writes the chunk files directly with
-the same encoding, so the result is an ordinary zarr array that any zarr reader opens.
-Arrays in any other layout (a user's store, another codec) fall back to zarr itself.
-Reading, writing and removing the chunk files is :mod:`patchworks._store.chunkfiles`.
+the same encoding, so the result is an ordinary zarr array that any zarr reader opens;
+other layouts fall back to zarr. The file operations are :mod:`._store.chunkfiles`.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import threading
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from patchworks._store.chunkfiles import drop_if_empty, read_file, remove_chunk, write_file
+from patchworks._store.accounting import staged_data_missing
+from patchworks._store.chunkcache import ChunkCache
+from patchworks._store.chunkfiles import (
+    drop_if_empty,
+    read_file,
+    remove_chunk,
+    write_file,
+)
+from patchworks._store.chunkfiles import (
+    reusable as reusable,  # re-exported: the stages take their buffers from here
+)
 
 #: Start of a chunk file holding staged local labels (:meth:`ChunkIO.write_local`); a zstd
 #: frame (the plain encoding) starts with 28 b5 2f fd instead.
 LOCAL_MAGIC = b"PWL\x01"
 #: Start of a chunk file holding staged local labels as runs (:meth:`ChunkIO.write_runs`).
 RUNS_MAGIC = b"PWR\x01"
-#: Largest buffer :func:`reusable` keeps per thread and purpose.
-REUSABLE_BYTES = 64 << 20
-
-_buffers = threading.local()
-
 #: Local labels or run lengths; the labels and lengths of runs (:meth:`ChunkIO.read_runs`).
 Labels: TypeAlias = NDArray[np.integer[Any]]
 Runs: TypeAlias = tuple[NDArray[np.unsignedinteger[Any]], NDArray[np.unsignedinteger[Any]]]
-
-
-def reusable(purpose: str, shape: tuple[int, ...], dtype: DTypeLike) -> NDArray[Any]:
-    """An uninitialised array that this thread reuses for ``purpose`` from call to call.
-
-    A fresh tile-sized array costs a page fault per 4 KiB the first time it is written
-    (about 0.7 ms per MiB here, and the faults of concurrent threads contend with each
-    other), and glibc gives such memory back to the system when it is freed, so every
-    tile paid again. Stages that consume a block before their thread reads the next one
-    decode into, and compute into, these instead. The caller must not keep the array.
-    """
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if nbytes > REUSABLE_BYTES:
-        return np.empty(shape, dtype=dtype)
-    cache: dict[str, NDArray[np.uint8]] | None = getattr(_buffers, "cache", None)
-    if cache is None:
-        cache = _buffers.cache = {}
-    buffer = cache.get(purpose)
-    if buffer is None or buffer.nbytes < nbytes:
-        buffer = cache[purpose] = np.empty(nbytes, dtype=np.uint8)
-    return buffer[:nbytes].view(dtype).reshape(shape)
 
 
 @dataclass(frozen=True)
@@ -235,28 +216,49 @@ class ChunkIO:
         header = RUNS_MAGIC + bytes([value_type.itemsize, width]) + n.to_bytes(8, "little")
         write_file(path, header + bytes(self._codec().encode(payload)))
 
-    def read_runs(self, coords: tuple[int, ...]) -> Runs | None:
+    def read_runs(self, coords: tuple[int, ...], *, expect: str | None = None) -> Runs | None:
         """The local label and length of every run staged by :meth:`write_runs` at
         ``coords`` (``np.repeat(values, lengths)`` is the flattened tile), or None when the
-        chunk holds another encoding (or none)."""
-        data = self._load(coords)
+        chunk holds another encoding (or none).
+
+        ``expect`` names the tile that staged the chunk: it must then exist and decode, or a
+        :class:`~patchworks.errors.StagedDataMissingError` says which tile and where."""
+        data = self._load(coords, expect=expect)
         if data is None or not data.startswith(RUNS_MAGIC):
             return None
-        return _decode_runs(data, self._codec())
+        try:
+            return _decode_runs(data, self._codec())
+        except Exception as exc:
+            if expect is None:
+                raise
+            raise self._undecodable(coords, exc, expect) from exc
 
-    def read_local(self, coords: tuple[int, ...], *, reuse: bool = False) -> Labels:
+    def read_local(
+        self, coords: tuple[int, ...], *, reuse: bool = False, expect: str | None = None
+    ) -> Labels:
         """Local labels staged by :meth:`write_local` or :meth:`write_runs` (or a plain
-        chunk) at ``coords``; ``reuse`` as in :meth:`read`."""
-        data = self._load(coords)
+        chunk) at ``coords``; ``reuse`` as in :meth:`read`, ``expect`` as in
+        :meth:`read_runs`."""
+        data = self._load(coords, expect=expect)
         if data is None:
             return np.zeros(self._box(coords), dtype=np.uint8)
-        if data.startswith(RUNS_MAGIC):
-            return np.repeat(*_decode_runs(data, self._codec())).reshape(self._box(coords))
-        if not data.startswith(LOCAL_MAGIC):
-            return self._decode(data, coords, reuse=reuse)
-        out = _target(reuse, "read", self._box(coords), f"<u{data[len(LOCAL_MAGIC)]}")
-        self._codec().decode(memoryview(data)[len(LOCAL_MAGIC) + 1 :], out=out)
+        try:
+            if data.startswith(RUNS_MAGIC):
+                return np.repeat(*_decode_runs(data, self._codec())).reshape(self._box(coords))
+            if not data.startswith(LOCAL_MAGIC):
+                return self._decode(data, coords, reuse=reuse)
+            out = _target(reuse, "read", self._box(coords), f"<u{data[len(LOCAL_MAGIC)]}")
+            self._codec().decode(memoryview(data)[len(LOCAL_MAGIC) + 1 :], out=out)
+        except Exception as exc:
+            if expect is None:
+                raise
+            raise self._undecodable(coords, exc, expect) from exc
         return out
+
+    def _undecodable(self, coords: tuple[int, ...], exc: Exception, where: str) -> Exception:
+        """The error naming tile ``where`` for its chunk that does not decode."""
+        why = f"cannot be decoded ({type(exc).__name__}: {exc})"
+        return staged_data_missing("the staged labels", where, self._path(coords), why=why)
 
     def read(self, coords: tuple[int, ...], *, reuse: bool = False) -> NDArray[Any]:
         """A writable copy of the chunk at grid ``coords``, cropped at the image edge.
@@ -271,13 +273,21 @@ class ChunkIO:
             return empty
         return self._decode(data, coords, reuse=reuse)
 
-    def _load(self, coords: tuple[int, ...]) -> bytes | None:
-        """The bytes of the chunk file at ``coords``; None when it was never written."""
-        return read_file(self._path(coords))
+    def _load(self, coords: tuple[int, ...], *, expect: str | None = None) -> bytes | None:
+        """The bytes of the chunk file at ``coords``; None when it was never written (an
+        error naming ``expect``'s tile when that tile staged it)."""
+        path = self._path(coords)
+        data = read_file(path)
+        if data is None and expect is not None:
+            raise staged_data_missing("the staged labels", expect, path)
+        return data
 
-    def read_box(self, box: tuple[slice, ...], *, reuse: bool = False) -> NDArray[Any]:
+    def read_box(
+        self, box: tuple[slice, ...], *, reuse: bool = False, cache: ChunkCache | None = None
+    ) -> NDArray[Any]:
         """The voxels in ``box`` (inside the array), assembled from whole chunk files;
-        ``reuse`` as in :meth:`read`.
+        ``reuse`` as in :meth:`read`. A box over several chunks takes them from ``cache``
+        when there and leaves them there (:mod:`._store.chunkcache`).
 
         Examples
         --------
@@ -298,7 +308,11 @@ class ChunkIO:
             range(i, -(-s.stop // c)) for s, i, c in zip(box, first, self.chunks, strict=True)
         ]
         for coords in itertools.product(*ranges):
-            chunk = self.read(coords, reuse=True)  # copied out before the next read
+            chunk = None if cache is None else cache.get(coords)
+            if chunk is None:
+                chunk = self.read(coords, reuse=cache is None)  # (reused: copied out below)
+                if cache is not None:
+                    cache.put(coords, chunk)
             src, dst = [], []
             for s, i, c, n in zip(box, coords, self.chunks, chunk.shape, strict=True):
                 lo, hi = max(s.start, i * c), min(s.stop, i * c + n)

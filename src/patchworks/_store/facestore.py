@@ -42,6 +42,7 @@ import numpy as np
 from numcodecs import lz4
 
 from patchworks._fs import fsync_dir
+from patchworks._store.accounting import staged_data_missing
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -88,7 +89,11 @@ class _Segment:
         self.root = root
         self.pid = os.getpid()
         self.path = os.path.join(root, f"{uuid.uuid4().hex}.slabs")
-        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileNotFoundError:  # the client made the folder: this machine does not see it
+            why = "is missing on this worker"
+            raise staged_data_missing("the folder", "the run's face store", root, why=why) from None
         fsync_dir(root)  # the new name survives a crash before the first recorded tile
 
     def append(self, data: bytes) -> int:
@@ -179,6 +184,34 @@ class FaceStore:
     def reader(self, index: FaceIndex) -> FaceReader:
         return FaceReader(self, index)
 
+    def verify(self, index: FaceIndex) -> None:
+        """Raise :class:`~patchworks.errors.StagedDataMissingError` unless every segment
+        of ``index`` is here and long enough for every frame in it (one ``stat`` per
+        segment, on the client, before the face stage)."""
+        if not index.segments:
+            return
+        used = index.segment >= 0
+        ends = np.zeros(len(index.segments), dtype=np.int64)
+        np.maximum.at(
+            ends,
+            index.segment[used],
+            (index.starts + index.sizes + index.ids_sizes)[used],
+        )
+        for k, name in enumerate(index.segments):
+            path = os.path.join(self.root, name)
+            try:
+                size = os.stat(path).st_size
+            except FileNotFoundError:
+                size = -1
+            if size < ends[k]:
+                tile = int(np.flatnonzero(index.segment == k)[0])
+                why = (
+                    "is missing as the client sees the storage"
+                    if size < 0
+                    else f"is truncated ({size} of at least {int(ends[k])} bytes)"
+                )
+                raise staged_data_missing("the face frame", f"tile {tile}", path, why=why)
+
 
 @dataclass(frozen=True)
 class FaceIndex:
@@ -261,12 +294,20 @@ class FaceReader:
         segment = int(self.index.segment[tile])
         if segment < 0:
             return None
+        path = os.path.join(self.store.root, self.index.segments[segment])
         fd = self._fds.get(segment)
         if fd is None:
-            path = os.path.join(self.store.root, self.index.segments[segment])
-            fd = self._fds[segment] = os.open(path, os.O_RDONLY)
+            try:
+                fd = self._fds[segment] = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                raise staged_data_missing("the face frame", f"tile {tile}", path) from None
         data = os.pread(fd, size, int(self.index.starts[tile]) + skip)
         if len(data) != size:
-            raise OSError(f"face data of tile {tile} is truncated in {self.store.root!r}")
-        frame: bytes = lz4.decompress(data)
+            why = f"is truncated ({len(data)} of {size} bytes)"
+            raise staged_data_missing("the face frame", f"tile {tile}", path, why=why)
+        try:
+            frame: bytes = lz4.decompress(data)
+        except Exception as exc:
+            why = f"cannot be decoded ({type(exc).__name__}: {exc})"
+            raise staged_data_missing("the face frame", f"tile {tile}", path, why=why) from exc
         return frame

@@ -98,7 +98,7 @@ def scratch_dir(write_to: str | None, temp_dir: str | None) -> str:
             raise InvalidParameterError(
                 f"`temp_dir` must be an existing directory; got {temp_dir!r}."
             )
-        parent = temp_dir
+        parent = os.path.abspath(temp_dir)  # workers elsewhere resolve it as the client does
     elif write_to is not None:
         parent = os.path.dirname(os.path.abspath(write_to)) or "."
     else:

@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 
 from patchworks._fs import fsync_dir, fsync_paths
 from patchworks._plan import TilePlan
+from patchworks._store.accounting import chunk_path, tile_chunk
 
 FSYNC_INTERVAL_S = 1.0
 
@@ -69,29 +70,14 @@ def staged_arrays(holder: object) -> list[Any]:
 
 
 def sync_tile(arrays: list[Any], plan: TilePlan, index: int) -> None:
-    """Flush the staged chunk files that tile ``index`` wrote.
-
-    A staged array is image-shaped (the tile wrote its core), has one row per tile (the
-    tile wrote row ``index``) or one cell per grid position (the tile wrote its own); its
-    chunks are tile-aligned in every case.
-    """
+    """Flush the staged chunk files that tile ``index`` wrote (see
+    :func:`~patchworks._store.accounting.tile_chunk` for the layouts)."""
     paths = []
-    position = plan.position(index)
     for array in arrays:
-        root = getattr(array.store, "root", None)
-        if root is None:
-            continue  # not a local store: nothing to flush from here
-        shape = tuple(array.shape)
-        if shape == plan.shape:
-            start = tuple(s.start for s in plan.core(position))
-        elif shape[: plan.ndim] == plan.grid:
-            start = (*position, *(0,) * (len(shape) - plan.ndim))
-        elif shape and shape[0] == plan.n_tiles:
-            start = (index,) + (0,) * (len(shape) - 1)
-        else:
-            continue
-        coords = tuple(p // c for p, c in zip(start, array.chunks, strict=True))
-        paths.append(os.path.join(str(root), array.path, array.metadata.encode_chunk_key(coords)))
+        coords = tile_chunk(array, plan, index)
+        path = None if coords is None else chunk_path(array, coords)
+        if path is not None:  # None: not a local store, nothing to flush from here
+            paths.append(path)
     fsync_paths(paths)
 
 
