@@ -8,5 +8,5 @@ if [ "${PATCHWORKS_PLUGINS:-1}" = "0" ]; then
     echo "setup-plugins: skipped (PATCHWORKS_PLUGINS=0); plugin tests will be skipped"
     exit 0
 fi
-.venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q "cellpose>=3.1,<4" "stardist>=0.9" "tensorflow-cpu>=2.15"
+.venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
+.venv/bin/python -m pip install -q --disable-pip-version-check "cellpose>=3.1,<4" "stardist>=0.9" "tensorflow-cpu>=2.15"
