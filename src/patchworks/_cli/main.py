@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``patchworks`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
     if args.progress is None:
-        args.progress = sys.stderr.isatty()
+        args.progress = True  # bars on a terminal, plain lines in a log (batch jobs)
     try:
         with _client(args.scheduler_address):
             return COMMANDS[args.command](args)

@@ -121,9 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="progress",
         action="store_true",
         default=None,
-        help="progress bars (default: when stderr is a terminal)",
+        help="show progress (the default): bars on a terminal; in a log, a start line and a "
+        "line per stage every 10 s (PATCHWORKS_PROGRESS_INTERVAL)",
     )
-    progress.add_argument("--no-progress", dest="progress", action="store_false")
+    progress.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="show no progress"
+    )
 
     image_opts = argparse.ArgumentParser(add_help=False)
     image_opts.add_argument("--level", help="OME-Zarr / OME-TIFF resolution level")
