@@ -113,9 +113,10 @@ def test_exit_codes_and_one_line_errors(workspace, capsys, monkeypatch):
 
 def test_subprocess_exit_codes(workspace):
     write_blobs_zarr("plain.zarr", (4, 32, 32), chunks=(2, 16, 16))
-    assert cli("run", "plain.zarr", check=2).stderr.startswith("usage: patchworks run")
+    assert cli("run", "plain.zarr", check=2).stderr.startswith("patchworks: error: give --fn")
+    assert cli("run", check=2).stderr.startswith("usage: patchworks run")
     bad = cli("run", "plain.zarr", "--fn", "seg:fn", "--out", "o.zarr", "--overlap", "-1", check=2)
-    assert bad.stderr.count("\n") == 1 and "`overlap`" in bad.stderr
+    assert bad.stderr.count("\n") == 1 and "error: --overlap entries must" in bad.stderr
     failed = cli("run", "plain.zarr", "--fn", "seg:broken", "--out", "o.zarr", check=1)
     assert _error_lines(failed.stderr) == [failed.stderr.strip().splitlines()[-1]]
     assert "model exploded" in failed.stderr

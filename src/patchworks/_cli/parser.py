@@ -138,14 +138,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", parents=[common, image_opts], help="segment an image")
     run.add_argument("image", help="zarr / OME-Zarr path or URL, or TIFF file")
-    run.add_argument("--fn", required=True, help="module:callable or file.py:callable")
-    run.add_argument("--overlap", default="0", help="halo in voxels: 8, 2,8,8 or auto")
+    run.add_argument("--fn", help="your segmentation: module:callable or file.py:callable")
+    run.add_argument(
+        "--method",
+        choices=("otsu", "cellpose", "stardist"),
+        help="a ready-made segmentation instead of --fn: otsu (one threshold for the whole "
+        "image, from a sample), cellpose or stardist (with --model)",
+    )
+    run.add_argument("--model", metavar="NAME_OR_PATH", help="for --method cellpose/stardist")
+    run.add_argument("--threshold", type=float, help="for --method otsu: use this threshold")
+    run.add_argument("--diameter", type=float, help="for --method cellpose: object diameter")
+    run.add_argument("--gpu", action="store_true", help="for --method cellpose/stardist")
+    run.add_argument(
+        "--overlap",
+        help="halo in voxels: 8, 2,8,8 or auto (default: auto for cellpose/stardist, else 0)",
+    )
     run.add_argument("--out", help="output path (default for OME-Zarr: labels inside it)")
     run.add_argument(
         "--stitch",
         choices=list(STITCHERS),
-        default="touch",
-        help="join labels that touch (default) or whose halos agree",
+        help="join labels that touch (default) or whose halos agree (default for "
+        "cellpose/stardist)",
     )
     run.add_argument("--iou-threshold", type=float, default=0.5, help="for --stitch iou")
     run.add_argument(
