@@ -43,7 +43,11 @@ def check_choice(args: argparse.Namespace) -> None:
     if needs_model and not args.model:
         raise UsageError(
             f"--method {args.method} needs --model NAME_OR_PATH (a pretrained name such as "
-            + ("cyto3" if args.method == "cellpose" else "2D_versatile_fluo")
+            + (
+                "cpsam (Cellpose 4) or cyto3 (Cellpose 3)"
+                if args.method == "cellpose"
+                else "2D_versatile_fluo"
+            )
             + ", or the path of a trained model)."
         )
     if args.model and not needs_model:
