@@ -111,7 +111,7 @@ def test_info_describes_channels_and_time(here, capsys):
     movie = np.stack([blobs((24, 24), radius=3, seed=s) for s in range(5)])
     write_ome_image("movie.ome.zarr", movie, axes="tyx")
     code, out, _ = run_main(capsys, "info", "movie.ome.zarr")
-    assert code == 0 and "axis t (5 time points): each labelled on its own" in out
+    assert code == 0 and "axis t (5 time points): each time point labelled on its own" in out
     assert "segments    2-D (y, x), each of the 5 time points on its own" in out
 
 

@@ -249,7 +249,7 @@ def format_info(info: RunInfo) -> str:
         points = ", ".join(str(n) for n in info["time_points"])
         lines.append(
             f"time        axis {', '.join(info['time_axes'])} ({points} time points): each "
-            "labelled on its own (--time-as-space joins across it)"
+            "time point labelled on its own (--time-as-space joins across it)"
         )
     lines.append(f"segments    {_segments(info)}")
     halo = info["halo"] if isinstance(info["halo"], str) else tup(info["halo"])
