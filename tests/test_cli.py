@@ -69,6 +69,10 @@ def run_main(capsys, *args):
     return code, out.out, out.err
 
 
+def _error_lines(err):
+    return [line for line in err.splitlines() if line.startswith("patchworks: error:")]
+
+
 def test_exit_codes_and_one_line_errors(workspace, capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(workspace))
     write_blobs_zarr("plain.zarr", (4, 32, 32), chunks=(2, 16, 16))
@@ -91,7 +95,8 @@ def test_exit_codes_and_one_line_errors(workspace, capsys, monkeypatch):
             err,
         )
     code, _, err = run_main(capsys, "run", "plain.zarr", "--fn", "seg:broken", "--out", "o.zarr")
-    assert code == 1 and err.strip().count("\n") == 0 and "model exploded" in err
+    assert code == 1 and _error_lines(err) == [err.strip().splitlines()[-1]]
+    assert "model exploded" in err  # after the progress lines, one line says what failed
     code, _, err = run_main(
         capsys, "run", "plain.zarr", "--fn", "seg:broken", "--out", "o.zarr", "--debug"
     )
@@ -108,11 +113,15 @@ def test_exit_codes_and_one_line_errors(workspace, capsys, monkeypatch):
 
 def test_subprocess_exit_codes(workspace):
     write_blobs_zarr("plain.zarr", (4, 32, 32), chunks=(2, 16, 16))
-    assert cli("run", "plain.zarr", check=2).stderr.startswith("usage: patchworks run")
+    assert cli("run", "plain.zarr", check=2).stderr.startswith("patchworks: error: give --fn")
+    assert cli("run", check=2).stderr.startswith("usage: patchworks run")
     bad = cli("run", "plain.zarr", "--fn", "seg:fn", "--out", "o.zarr", "--overlap", "-1", check=2)
-    assert bad.stderr.count("\n") == 1 and "`overlap`" in bad.stderr
+    assert bad.stderr.count("\n") == 1 and "error: --overlap entries must" in bad.stderr
     failed = cli("run", "plain.zarr", "--fn", "seg:broken", "--out", "o.zarr", check=1)
-    assert failed.stderr.count("\n") == 1 and "model exploded" in failed.stderr
+    assert _error_lines(failed.stderr) == [failed.stderr.strip().splitlines()[-1]]
+    assert "model exploded" in failed.stderr
+    quiet = cli("run", "plain.zarr", "--fn", "seg:broken", "--out", "o.zarr", "--no-progress")
+    assert quiet.returncode == 1 and quiet.stderr.count("\n") == 1
     assert not os.path.exists("o.zarr")
 
 
@@ -191,7 +200,7 @@ def test_dry_run_checks_the_overlap_as_the_run_does(workspace, capsys):
         "0",
         "--dry-run",
     )
-    assert code == 2 and "needs `overlap` > 0" in err
+    assert code == 2 and "needs --overlap > 0" in err
     assert not os.path.exists("img.ome.zarr/labels")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import zarr
 from PIL import Image
 from scipy import ndimage as ndi
 
@@ -21,7 +22,14 @@ def test_preview_of_a_run_inside_an_ome_zarr():
     write_blobs_ome_zarr("img.ome.zarr", (6, 120, 160), chunks=(3, 40, 40), radius=6, seed=2)
     tile_process("img.ome.zarr", fn, tile_shape=(3, 40, 40), overlap=2, output_format="ome-zarr")
     path = preview("img.ome.zarr", write_to="out/p.png", size=320)
-    rgb = np.asarray(Image.open(path).convert("RGB"))
+    picture = Image.open(path)
+    caption = picture.text["Description"]
+    assert caption.startswith("plane 3 of 6 along z, 120 x 160 px; tiles (3, 40, 40)"), caption
+    n_labels = zarr.open_array("img.ome.zarr/labels/patchworks/0").attrs["patchworks"]["n_labels"]
+    assert caption.endswith(f" objects shown of {n_labels} in the labels")
+    full = np.asarray(picture.convert("RGB"))
+    assert full.shape[0] > 240 and full[240:].max() > 200  # a caption strip with text
+    rgb = full[:240]
     assert rgb.shape == (240, 320, 3)  # enlarged 2x to the requested size
     seam = np.all(rgb == SEAM_RGB, axis=-1)
     assert seam[80].all() and seam[:, 80].all() and seam[:, 240].all()  # tiles of 40 px x2

@@ -9,6 +9,7 @@ from patchworks._store.rundir import output_status
 from patchworks._tools.cluster import make_local_cluster
 from patchworks._tools.empty import estimate_empty_tiles
 from patchworks._tools.preview import preview
+from patchworks._tools.view import view
 from patchworks._version import __version__
 from patchworks.errors import PatchworksError
 
@@ -22,4 +23,5 @@ __all__ = [
     "preview",
     "suggest_overlap",
     "tile_process",
+    "view",
 ]

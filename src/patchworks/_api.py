@@ -162,7 +162,10 @@ def tile_process(
     compute : bool
         Return a NumPy array instead of a lazy dask array.
     progress : bool
-        Show tqdm progress bars.
+        Show progress on stderr: a line saying what the run will do (tiles, tile shape,
+        overlap, workers, output), then per stage a tqdm bar whose elapsed time ticks
+        from the start; when stderr is not a terminal (a batch log), plain lines instead,
+        every 10 s (``PATCHWORKS_PROGRESS_INTERVAL``) with the count, rate and time left.
     sequential_labels : bool
         Make the final labels exactly ``1..N``.
     skip_empty : bool

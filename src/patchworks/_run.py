@@ -57,6 +57,7 @@ def run(spec: RunSpec) -> Any:
     )
     try:
         plan = spec.plan or _plan(spec, out, executor)  # stage 1
+        executor.announce(_start_line(spec, executor, plan, output))
         fingerprint = _fingerprint(spec, out, plan)
         if out.finished(fingerprint):
             result = out.finished_result(compute=spec.compute)
@@ -164,6 +165,24 @@ def _plan(spec: RunSpec, out: OutputRun, executor: Executor) -> TilePlan:
     plan = TilePlan(shape=spec.source.shape, tile_shape=tiles, halo=halo, separate=separate)
     logger.info("tile_process: %d tiles of %s over %s", plan.n_tiles, tiles, spec.source.shape)
     return plan
+
+
+def _start_line(spec: RunSpec, executor: Executor, plan: TilePlan, output: Output | None) -> str:
+    """What the run is about to do, for its progress display."""
+    tiles = "tile" if plan.n_tiles == 1 else "tiles"
+    text = f"{plan.n_tiles} {tiles} of {plan.tile_shape}"
+    if any(plan.halo):
+        text += f" with overlap {plan.halo}"
+    text += f" over {plan.shape}, "
+    if executor.client is None:
+        text += f"{executor.n_workers} threads"
+    else:
+        workers = len(executor.client.scheduler_info().get("workers", {}))
+        text += f"{executor.n_workers} threads on {workers} dask workers"
+    if output is not None:
+        # an OME-Zarr label image is built beside its final place; name that place
+        return f"{text}, writing {getattr(output, 'final_path', output.target)}"
+    return text + (", result in memory" if spec.compute else ", lazy result")
 
 
 def one_per_time_point(

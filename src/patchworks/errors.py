@@ -10,6 +10,7 @@ patchworks. Messages state the rule and the value received, for example::
 from __future__ import annotations
 
 __all__ = [
+    "ChannelNeededError",
     "ClusterConfigurationError",
     "ImageNotFoundError",
     "ImageReadError",
@@ -38,6 +39,16 @@ class PatchworksError(Exception):
 
 class InvalidParameterError(PatchworksError, ValueError):
     """A parameter has a value outside what is accepted (names the parameter and value)."""
+
+
+class ChannelNeededError(InvalidParameterError):
+    """The image has several channels and neither ``channel`` nor ``channel_axis`` says
+    which to segment; ``axis`` is the channel axis and ``n_channels`` its length."""
+
+    def __init__(self, message: str, *, axis: int, n_channels: int) -> None:
+        super().__init__(message)
+        self.axis = axis
+        self.n_channels = n_channels
 
 
 class ParameterTypeError(PatchworksError, TypeError):

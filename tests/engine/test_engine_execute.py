@@ -96,6 +96,9 @@ def test_map_without_progress_never_imports_tqdm(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # importing it would now fail
     assert Executor(progress=False).map(_square, {"scale": 1}, [1, 2, 3], desc="t") == [1, 4, 9]
     assert capsys.readouterr() == ("", "")
+    from patchworks._engine import progress
+
+    monkeypatch.setattr(progress, "_interactive", lambda stream: True)  # bars: tqdm needed
     with pytest.raises(ImportError):
         Executor(progress=True).map(_square, {"scale": 1}, [1, 2, 3], desc="t")
 

@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from patchworks._cli.parser import OK, Ints, UsageError, image_kwargs, load_fn, parse_ints
+from patchworks._cli.methods import build_fn, describe_fn, run_defaults
+from patchworks._cli.parser import OK, Ints, UsageError, image_kwargs, parse_ints
 from patchworks.io._storage import is_url
 from patchworks.io._zarr_sink import check_writable
 
@@ -30,12 +31,13 @@ if TYPE_CHECKING:
 def _cmd_run(args: argparse.Namespace) -> int:
     from patchworks._api import tile_process
 
-    fn = load_fn(args.fn)
+    run_defaults(args)
+    fn = build_fn(args)
     tile_shape = parse_ints(args.tile_shape, "--tile-shape") if args.tile_shape else None
     overlap = None if args.overlap is None else parse_ints(args.overlap, "--overlap")
     _ship_fn(fn)
     if args.dry_run:
-        return _dry_run(args, fn, tile_shape, overlap)
+        return _dry_run(args, fn, tile_shape, overlap, describe_fn(args, fn))
     _check_destination(args)
     start = time.perf_counter()
     tile_process(
@@ -61,8 +63,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     where = _written_array(args)
     meta = _run_meta(where)
+    method = f" ({describe_fn(args, fn)})" if args.method else ""
     print(
-        f"wrote {where}: {meta.get('n_labels', '?')} objects in {time.perf_counter() - start:.1f} s"
+        f"wrote {where}: {meta.get('n_labels', '?')} objects in "
+        f"{time.perf_counter() - start:.1f} s{method}"
     )
     return OK
 
@@ -141,7 +145,9 @@ def _run_meta(path: str) -> dict[str, Any]:
         return {}
 
 
-def _dry_run(args: argparse.Namespace, fn: Any, tile_shape: Ints, overlap: Ints) -> int:
+def _dry_run(
+    args: argparse.Namespace, fn: Any, tile_shape: Ints, overlap: Ints, described: str
+) -> int:
     from patchworks._options import fn_stitch
     from patchworks._tools.info import describe, format_info
 
@@ -168,7 +174,7 @@ def _dry_run(args: argparse.Namespace, fn: Any, tile_shape: Ints, overlap: Ints)
         raise UsageError(f"{target!r} already exists; pass --overwrite to replace it.")
     check_writable(target)  # exit code 2 with the fix, as the run itself would
     print(f"output      {target}")
-    print(f"fn          {args.fn}, stitch {stitch}")
+    print(f"fn          {described}, stitch {stitch}")
     print("dry run: nothing was computed")
     return OK
 

@@ -14,6 +14,7 @@ into the message and the exit code.
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
@@ -55,31 +56,68 @@ USAGE_ERRORS = (
 
 
 # Library messages name keyword arguments; on the command line, name the flags instead.
+#: Keyword of the library → option of ``patchworks run`` (and the other commands).
 FLAGS = {
-    "overwrite=True": "--overwrite",
-    "resume=True": "--resume",
-    "sequential_labels=True": "--sequential-labels",
+    "channel": "--channel",
+    "channel_axis": "--channel-axis",
+    "level": "--level",
+    "tile_shape": "--tile-shape",
+    "overlap": "--overlap",
+    "label_name": "--label-name",
+    "output_format": "--output-format",
+    "write_to": "--out",
+    "stitch": "--stitch",
+    "iou_threshold": "--iou-threshold",
+    "connectivity": "--connectivity",
+    "empty_threshold": "--empty-threshold",
+    "skip_empty": "--skip-empty",
+    "overwrite": "--overwrite",
+    "resume": "--resume",
+    "sequential_labels": "--sequential-labels",
+    "time_as_space": "--time-as-space",
 }
+_NAMES = "|".join(sorted(map(re.escape, FLAGS), key=len, reverse=True))
+#: ``name=True`` (a switch), ``name=None`` (not given), ``name=VALUE``, `` `name` ``, and
+#: the bare names with an underscore (never an ordinary word).
+_KEYWORD = re.compile(rf"\b({_NAMES})=(True|None|k\b|K\b)?")
+_QUOTED = re.compile(rf"`({_NAMES})`")
+_BARE = re.compile(rf"(?<![-\w`])({'|'.join(n for n in FLAGS if '_' in n)})\b(?![=`(])")
+
+
+def _keyword(match: re.Match[str]) -> str:
+    flag, value = FLAGS[match.group(1)], match.group(2)
+    if value == "True":
+        return flag
+    if value == "None":
+        return f"no {flag}"
+    if value in ("k", "K"):
+        return f"{flag} K"
+    return f"{flag} "
 
 
 def _as_flags(message: str) -> str:
-    """Say ``--overwrite`` where the library's message says ``overwrite=True``.
+    """Say ``--overwrite`` where the library's message says ``overwrite=True``, and so on
+    for every keyword that is an option of the command line.
 
     Examples
     --------
     >>> _as_flags("pass overwrite=True to replace it")
     'pass --overwrite to replace it'
+    >>> _as_flags("pass channel=k to segment one, or channel_axis=1 ...; got channel=None.")
+    'pass --channel K to segment one, or --channel-axis 1 ...; got no --channel.'
+    >>> _as_flags("`label_name` 'x' exists; choose another label_name.")
+    "--label-name 'x' exists; choose another --label-name."
     """
-    for keyword, flag in FLAGS.items():
-        message = message.replace(keyword, flag)
-    return message
+    message = _KEYWORD.sub(_keyword, message)
+    message = _QUOTED.sub(lambda m: FLAGS[m.group(1)], message)
+    return _BARE.sub(lambda m: FLAGS[m.group(1)], message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``patchworks`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
     if args.progress is None:
-        args.progress = sys.stderr.isatty()
+        args.progress = True  # bars on a terminal, plain lines in a log (batch jobs)
     try:
         with _client(args.scheduler_address):
             return COMMANDS[args.command](args)

@@ -124,9 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="progress",
         action="store_true",
         default=None,
-        help="progress bars (default: when stderr is a terminal)",
+        help="show progress (the default): bars on a terminal; in a log, a start line and a "
+        "line per stage every 10 s (PATCHWORKS_PROGRESS_INTERVAL)",
     )
-    progress.add_argument("--no-progress", dest="progress", action="store_false")
+    progress.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="show no progress"
+    )
 
     image_opts = argparse.ArgumentParser(add_help=False)
     image_opts.add_argument("--level", help="OME-Zarr / OME-TIFF resolution level")
@@ -138,9 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", parents=[common, image_opts], help="segment an image")
     run.add_argument("image", help="zarr / OME-Zarr path or URL, or TIFF file")
-    run.add_argument("--fn", required=True, help="module:callable or file.py:callable")
+    run.add_argument("--fn", help="your segmentation: module:callable or file.py:callable")
     run.add_argument(
-        "--overlap", help="halo in voxels: 8, 2,8,8 or auto (default: 0, auto for --stitch iou)"
+        "--method",
+        choices=("otsu", "cellpose", "stardist"),
+        help="a ready-made segmentation instead of --fn: otsu (one threshold for the whole "
+        "image, from a sample), cellpose or stardist (with --model)",
+    )
+    run.add_argument("--model", metavar="NAME_OR_PATH", help="for --method cellpose/stardist")
+    run.add_argument("--threshold", type=float, help="for --method otsu: use this threshold")
+    run.add_argument("--diameter", type=float, help="for --method cellpose: object diameter")
+    run.add_argument("--gpu", action="store_true", help="for --method cellpose/stardist")
+    run.add_argument(
+        "--overlap",
+        help="halo in voxels: 8, 2,8,8 or auto (default: auto for --stitch iou, else 0)",
     )
     run.add_argument("--out", help="output path (default for OME-Zarr: labels inside it)")
     run.add_argument(

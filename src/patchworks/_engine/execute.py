@@ -4,8 +4,9 @@ A stage is ``func(job, index)`` over tile indices, where ``job`` is a small froz
 dataclass with everything the workers need. With a ``dask.distributed`` client the job is
 scattered once and tasks are submitted in a sliding window (bounded scheduler memory at
 10^5+ tiles); without one, a thread pool runs them (NumPy, zarr codecs and most
-segmentation code release the GIL). Either way results come back as they finish, a tqdm
-bar shows progress when asked, and the first failure cancels the rest and is raised.
+segmentation code release the GIL). Either way results come back as they finish,
+progress is shown when asked (:mod:`patchworks._engine.progress`: bars on a terminal,
+lines in a log), and the first failure cancels the rest and is raised.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import dask
 
+from patchworks._engine.progress import ProgressBar, announce, progress_bar
 from patchworks.errors import (
     ClusterConfigurationError,
     InvalidParameterError,
@@ -29,8 +31,6 @@ from patchworks.errors import (
 )
 
 if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
-
     from dask.typing import Key
 
 logger = logging.getLogger(__name__)
@@ -38,12 +38,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 J = TypeVar("J")
 T_co = TypeVar("T_co", covariant=True)
-
-
-class _ProgressBar(Protocol):
-    """What a stage calls on its progress bar (a tqdm bar or :class:`_NoBar`)."""
-
-    def update(self, n: int = 1) -> object: ...
 
 
 class _Done(Protocol[T_co]):
@@ -88,30 +82,6 @@ def _local_threads() -> int:
 
 def _serial_requested() -> bool:
     return dask.config.get("scheduler", None) in ("sync", "synchronous", "single-threaded")
-
-
-class _NoBar:
-    """What a stage updates when no progress bar is shown (tqdm is not even imported)."""
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def update(self, n: int = 1) -> None:
-        return None
-
-
-def _progress_bar(total: int, desc: str, enabled: bool) -> AbstractContextManager[_ProgressBar]:
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    bar: AbstractContextManager[_ProgressBar] = tqdm(
-        total=total, desc=desc, unit="tile", leave=True
-    )
-    return bar
 
 
 def _call(index: int, stage: Callable[[J, int], T], job: J) -> T:
@@ -208,6 +178,11 @@ class Executor:
         if self.client is not None:
             check_client(self.client)
 
+    def announce(self, text: str) -> None:
+        """One line about the run on stderr, when progress is shown."""
+        if self.progress:
+            announce(text)
+
     @property
     def n_workers(self) -> int:
         """Tasks that run at once (threads over all workers)."""
@@ -223,6 +198,7 @@ class Executor:
         indices: Sequence[int],
         *,
         desc: str,
+        unit: str = "tile",
         on_result: Callable[[int, T], None] | None = None,
     ) -> list[T]:
         """``[func(job, i) for i in indices]``, in parallel; results in ``indices`` order."""
@@ -234,7 +210,7 @@ class Executor:
             if on_result is not None:
                 on_result(index, value)
 
-        with _progress_bar(len(indices), desc, self.progress) as bar:
+        with progress_bar(len(indices), desc, unit=unit, enabled=self.progress) as bar:
             if self.client is not None:
                 self._map_distributed(func, job, indices, collect, bar)
             elif _serial_requested() or len(indices) <= 1:
@@ -254,7 +230,7 @@ class Executor:
         job: J,
         indices: Iterable[int],
         collect: Callable[[int, T], None],
-        bar: _ProgressBar,
+        bar: ProgressBar,
     ) -> None:
         # Finished futures arrive on a queue (one put per task), so the client thread does
         # O(1) work per finished task while holding the GIL, instead of re-arming a wait on
@@ -293,7 +269,7 @@ class Executor:
         job: J,
         indices: Sequence[int],
         collect: Callable[[int, T], None],
-        bar: _ProgressBar,
+        bar: ProgressBar,
     ) -> None:
         from distributed import as_completed
 
@@ -342,7 +318,7 @@ class Executor:
 
     def compute(self, tasks: Sequence[Any], *, desc: str) -> list[Any]:
         """Compute dask ``Delayed`` objects (one per tile) with progress; results in order."""
-        with _progress_bar(len(tasks), desc, self.progress) as bar:
+        with progress_bar(len(tasks), desc, enabled=self.progress) as bar:
             if self.client is not None:
                 from distributed import as_completed
 

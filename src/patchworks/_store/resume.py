@@ -281,6 +281,7 @@ class OutputRun:
         done = dict(self.log.done)
         todo = [i for i in range(n_tiles) if i not in done]
         logger.info("resume: %d of %d tiles already finished", len(done), n_tiles)
+        executor.announce(f"resuming: {len(done)} of {n_tiles} tiles already finished")
         fresh = executor.map(
             run_durably,
             DurableTiles(stage=stage, job=job),

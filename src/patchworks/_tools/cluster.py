@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import TYPE_CHECKING
 
 from patchworks.errors import ClusterConfigurationError
@@ -33,6 +34,90 @@ def visible_gpus() -> list[str]:
         pynvml.nvmlShutdown()
 
 
+GUARD = 'if __name__ == "__main__":'
+
+
+def check_main_guard() -> None:
+    """Raise when worker processes would run the calling script again and start clusters.
+
+    dask starts worker processes with multiprocessing's "spawn" method, which imports the
+    main script anew in each of them. A script that calls :func:`make_local_cluster` at
+    its top level, outside ``if __name__ == "__main__":``, would start a cluster in every
+    worker while it starts (multiprocessing's wall of tracebacks and "Nanny failed to
+    start"). Both sides are checked: the script itself, before anything is started, and
+    a worker process during its start-up.
+    """
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        main = sys.modules.get("__main__")
+        script = getattr(main, "__file__", None) or "the main script"
+        raise ClusterConfigurationError(
+            f"make_local_cluster() was called while a worker process was starting (it "
+            f"imports {script} again); put the cluster and the run under `{GUARD}` there."
+        )
+    import dask
+
+    method = dask.config.get("distributed.worker.multiprocessing-method", "spawn")
+    if method not in ("spawn", "forkserver"):
+        return  # forked workers do not import the script again
+    where = _unguarded_call()
+    if where is not None:
+        path, line = where
+        raise ClusterConfigurationError(
+            f"make_local_cluster() is called at the top level of {path} (line {line}), "
+            f"outside `{GUARD}`: every dask worker process imports that script again "
+            f"and would start a cluster of its own; put the cluster and the run under "
+            f"`{GUARD}`."
+        )
+
+
+def _unguarded_call() -> tuple[str, int] | None:
+    """(script, line) when the running main script's top-level code, at the statement now
+    running, lies outside ``if __name__ == "__main__":``; None otherwise or unknown."""
+    import ast
+
+    frame = sys._getframe(1)
+    outermost = None
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
+            outermost = frame
+        frame = frame.f_back  # type: ignore[assignment]  # None ends the loop
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if (
+        outermost is None
+        or not path
+        or os.path.abspath(outermost.f_code.co_filename) != (os.path.abspath(path))
+    ):
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            tree = ast.parse(file.read(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    line = outermost.f_lineno
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_main_test(node.test) and node.body:
+            end = max(getattr(n, "end_lineno", n.lineno) or n.lineno for n in node.body)
+            if node.body[0].lineno <= line <= end:
+                return None
+    return path, line
+
+
+def _is_main_test(test: object) -> bool:
+    """Whether ``test`` is ``__name__ == "__main__"`` (either way round)."""
+    import ast
+
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+        return False
+    if not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s.id for s in sides if isinstance(s, ast.Name)]
+    values = [s.value for s in sides if isinstance(s, ast.Constant)]
+    return names == ["__name__"] and values == ["__main__"]
+
+
 def make_local_cluster(
     *,
     use_gpu: bool = False,
@@ -60,6 +145,13 @@ def make_local_cluster(
     client, cluster : distributed.Client, distributed.SpecCluster
         Close both when done (``client.close(); cluster.close()``).
 
+    Raises
+    ------
+    patchworks.errors.ClusterConfigurationError
+        When called from a script's top level outside ``if __name__ == "__main__":``
+        (dask's worker processes import the script again), or while a worker process
+        is starting; with ``use_gpu=True`` and no visible GPU.
+
     Examples
     --------
     >>> client, cluster = make_local_cluster(n_workers=1, dashboard_address=None)
@@ -67,6 +159,7 @@ def make_local_cluster(
     1
     >>> client.close(); cluster.close()
     """
+    check_main_guard()
     from distributed import Client, LocalCluster
 
     if not use_gpu:

@@ -61,6 +61,9 @@ class RunInfo(TypedDict):
     workers: int
     memory_in_flight_bytes: int
     time_axes: list[str]
+    time_points: list[int]  # per time axis
+    channel_needed: bool  # several channels, and neither channel nor channel_axis given
+    spatial_axes: NotRequired[list[str]]  # the labels' axes, when the file names them
     axes: NotRequired[list[str]]  # a TIFF's (an OME-Zarr image's are in ``ome``)
     pixel_size: NotRequired[list[float]]
     units: NotRequired[list[str | None]]
@@ -90,9 +93,15 @@ def describe(
     from patchworks._options import resolve_tile_shape
     from patchworks._plan import TilePlan, normalize_overlap
     from patchworks._run import one_per_time_point
+    from patchworks.errors import ChannelNeededError
     from patchworks.io._source import open_image
 
-    source = open_image(image, channel_axis=channel_axis, level=level, channel=channel)
+    needed: ChannelNeededError | None = None
+    try:
+        source = open_image(image, channel_axis=channel_axis, level=level, channel=channel)
+    except ChannelNeededError as exc:  # describe it with all channels; say what to choose
+        needed = exc
+        source = open_image(image, channel_axis=exc.axis, level=level)
     workers = workers or os.cpu_count() or 1
     tiles = resolve_tile_shape(tile_shape, source, n_tasks=workers, use_gpu=False)
     separate = () if time_as_space else source.time_axes
@@ -127,14 +136,20 @@ def describe(
         "workers": int(workers),
         "memory_in_flight_bytes": int(per_tile * workers),
         "time_axes": names,
+        "time_points": [int(source.shape[i]) for i in separate],
+        "channel_needed": needed is not None,
     }
     if source.ome is None and source.axes is not None:
         info["axes"] = list(source.axes.names)
+        info["spatial_axes"] = list(source.axes.names)
         info["units"] = list(source.axes.units)
         if source.axes.scale is not None:
             info["pixel_size"] = list(source.axes.scale)
     if source.ome is not None:
         ome = source.ome
+        info["spatial_axes"] = list(ome.axes.names)
+        info["units"] = list(ome.axes.units)
+        info["pixel_size"] = list(ome.scale)
         info["ome"] = {
             "version": ome.image.version,
             "axes": list(ome.image.axes.names),
@@ -188,6 +203,7 @@ def format_info(info: RunInfo) -> str:
     image       ndarray (ndarray)
     shape       (8, 8)  dtype uint8  chunks none
     channels    1
+    segments    2-D
     tiles       2 tiles of (4, 8) (grid (2, 1)), halo (0, 0)
     memory      about 416 B per tile in flight; 832 B with 2 workers
     """
@@ -210,21 +226,32 @@ def format_info(info: RunInfo) -> str:
         size_note = f"  pixel size {tup(sizes)} {', '.join(units)}".rstrip() if sizes else ""
         lines.append(f"axes        {tup(info['axes'])}{size_note}")
     if ome:
-        lines.append(f"axes        {tup(ome['axes'])}  NGFF {ome['version']}")
+        sizes = info.get("pixel_size")
+        units = sorted({u for u in info.get("units", []) if u})
+        size_note = f"  pixel size {tup(sizes)} {', '.join(units)}".rstrip() if sizes else ""
+        lines.append(f"axes        {tup(ome['axes'])}  NGFF {ome['version']}{size_note}")
         levels = ", ".join(f"{lv['path']} {tup(lv['scale'])}" for lv in ome["levels"])
         lines.append(f"levels      {len(ome['levels'])}: {levels}; using level {ome['level']}")
         lines.append(f"labels      {', '.join(ome['labels']) or 'none'}")
     channel_note = ""
-    if ome and ome.get("channel") is not None:
+    if info["channel_needed"]:
+        axis = info["channel_axis"]
+        channel_note = (
+            f" on axis {axis}: choose --channel K (segment channel K) or --channel-axis "
+            f"{axis} (fn gets all {info['channels']})"
+        )
+    elif ome and ome.get("channel") is not None:
         channel_note = f" (segmenting channel {ome['channel']})"
     elif info["channel_axis"] is not None:
         channel_note = f" (all handed to fn, axis {info['channel_axis']})"
     lines.append(f"channels    {info['channels']}{channel_note}")
     if info["time_axes"]:
+        points = ", ".join(str(n) for n in info["time_points"])
         lines.append(
-            f"time        axis {', '.join(info['time_axes'])}: each time point labelled on its "
-            "own (time_as_space=True joins across it)"
+            f"time        axis {', '.join(info['time_axes'])} ({points} time points): each "
+            "time point labelled on its own (--time-as-space joins across it)"
         )
+    lines.append(f"segments    {_segments(info)}")
     halo = info["halo"] if isinstance(info["halo"], str) else tup(info["halo"])
     lines.append(
         f"tiles       {info['n_tiles']} tiles of {tup(info['tile_shape'])} "
@@ -235,6 +262,34 @@ def format_info(info: RunInfo) -> str:
         f"{_size(info['memory_in_flight_bytes'])} with {info['workers']} workers"
     )
     return "\n".join(lines)
+
+
+def _segments(info: RunInfo) -> str:
+    """What a run segments, in one phrase: which channel, over which axes, per time point.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> _segments(describe(np.zeros((8, 8), "uint8")))
+    '2-D'
+    """
+    axes = info.get("spatial_axes")
+    if axes:
+        space = [a for a in axes if a not in info["time_axes"]]
+        what = f"{len(space)}-D ({', '.join(space)})"
+    else:
+        what = f"{len(info['shape']) - len(info['time_axes'])}-D"
+    channel = info.get("ome", {}).get("channel")
+    if info["channel_needed"]:
+        what += f", one of {info['channels']} channels (--channel K) or all (--channel-axis)"
+    elif channel is not None:
+        what += f", channel {channel}"
+    elif info["channel_axis"] is not None:
+        what += f", all {info['channels']} channels handed to fn together"
+    if info["time_axes"]:
+        points = " x ".join(str(n) for n in info["time_points"])
+        what += f", each of the {points} time points on its own"
+    return what
 
 
 def as_json(info: Mapping[str, object]) -> dict[str, object]:

@@ -1,4 +1,5 @@
-"""A PNG to check a run at a glance: one plane (or a max projection), labels, tile seams.
+"""A PNG to check a run at a glance: one plane (or a max projection), labels, tile seams,
+and a caption (which plane, the tile shape, how many objects).
 
 The image plane is contrast-stretched to grey (0.5-99.5 percentiles), every object gets
 its own colour (a hash of its ID, so neighbours rarely match) blended over it with its
@@ -78,8 +79,11 @@ def preview(
     >>> path = preview(image, labels=labels, tile_shape=(32, 32), size=128,
     ...                write_to=os.path.join(tempfile.mkdtemp(), "p.png"))
     >>> from PIL import Image
-    >>> Image.open(path).size  # enlarged 2x to fill size=128
-    (128, 128)
+    >>> picture = Image.open(path)
+    >>> picture.width  # enlarged 2x to fill size=128; a caption strip below
+    128
+    >>> picture.text["Description"]
+    'the whole image, 64 x 64 px; tiles (32, 32) (seams in yellow); 1 object shown'
     """
     from patchworks.io._source import open_image
 
@@ -105,12 +109,77 @@ def preview(
         rows, cols = [r * zoom for r in rows], [c * zoom for c in cols]
     rgb = render(grey, overlay, seams=(rows, cols))
     try:
-        from PIL import Image
+        from PIL import Image, PngImagePlugin
     except ImportError:
         raise missing_dependency("pillow", "all", "Writing PNG previews") from None
+    text = caption(source, box, projection, tiles, label_source, overlay, step)
+    picture = with_caption(Image.fromarray(rgb), text)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Description", "; ".join(text))
     os.makedirs(os.path.dirname(os.path.abspath(write_to)), exist_ok=True)
-    Image.fromarray(rgb).save(write_to)
+    picture.save(write_to, pnginfo=info)
     return write_to
+
+
+def caption(
+    source: ImageSource,
+    box: list[int | slice],
+    projection: str | None,
+    tiles: tuple[int, ...] | None,
+    labels: ImageSource | None,
+    overlay: NDArray[Any] | None,
+    step: int,
+) -> list[str]:
+    """The lines under the picture: what is shown, the tiles, the objects."""
+    names = list(source.axes.names) if source.axes is not None else []
+    if source.ome is not None:
+        names = list(source.ome.axes.names)
+    shape = source.shape
+    if len(shape) > 2:
+        axis = names[-3] if len(names) == len(shape) else "first axis"
+        if projection == "max":
+            shown = f"max projection over {axis} ({shape[-3]} planes)"
+        else:
+            shown = f"plane {box[-3]} of {shape[-3]} along {axis}"
+    else:
+        shown = "the whole image"
+    shown += f", {shape[-2]} x {shape[-1]} px" + (f" (every {step}th shown)" if step > 1 else "")
+    lines = [shown]
+    lines.append(f"tiles {tuple(tiles)} (seams in yellow)" if tiles else "no tile grid")
+    if overlay is not None and labels is not None:
+        here = int(np.unique(overlay[overlay > 0]).size)
+        meta = dict(getattr(labels.array, "attrs", {}) or {}).get("patchworks", {})
+        total = f" of {meta['n_labels']} in the labels" if "n_labels" in meta else ""
+        lines.append(f"{here} object{'' if here == 1 else 's'} shown{total}")
+    else:
+        lines.append("no labels")
+    return lines
+
+
+def with_caption(picture: Any, lines: list[str]) -> Any:
+    """``picture`` with ``lines`` of text on a dark strip below it (wrapped to fit)."""
+    from PIL import Image, ImageDraw
+
+    draw = ImageDraw.Draw(picture)
+    width = max(picture.width, 1)
+    wrapped: list[str] = []
+    for line in lines:
+        words, current = line.split(" "), ""
+        for word in words:
+            trial = f"{current} {word}".strip()
+            if current and draw.textlength(trial) > width - 8:
+                wrapped.append(current)
+                current = word
+            else:
+                current = trial
+        wrapped.append(current)
+    height = 12 * len(wrapped) + 6
+    out = Image.new("RGB", (picture.width, picture.height + height), (20, 20, 20))
+    out.paste(picture, (0, 0))
+    text = ImageDraw.Draw(out)
+    for k, line in enumerate(wrapped):
+        text.text((4, picture.height + 3 + 12 * k), line, fill=(235, 235, 235))
+    return out
 
 
 def _display_box(

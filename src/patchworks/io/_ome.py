@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from patchworks.errors import InvalidImageError, InvalidParameterError
+from patchworks.errors import ChannelNeededError, InvalidImageError, InvalidParameterError
 from patchworks.io._axes import Axes
 
 
@@ -261,10 +261,12 @@ def select_axes(
         elif n_channels == 1:
             index[c] = 0
         else:
-            raise InvalidParameterError(
+            raise ChannelNeededError(
                 f"`channel` is needed: {url!r} has {n_channels} channels on axis {c} "
-                f"({axes.names[c]!r}); pass channel=k to segment one, or channel_axis={c} to "
-                "hand fn all channels; got channel=None."
+                f"({axes.names[c]!r}); pass channel=K to segment one, or channel_axis={c} to "
+                "hand fn all channels; got channel=None.",
+                axis=c,
+                n_channels=n_channels,
             )
     kept = tuple(i for i, fixed in enumerate(index) if fixed is None)
     new_channel_axis = kept.index(c) if c is not None and c in kept else None

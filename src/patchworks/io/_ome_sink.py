@@ -175,7 +175,9 @@ class LabelOutput:
             method=self.method,
             block=block,
         )
-        executor.map(downsample_chunk, job, range(job.n_chunks), desc=label)
+        executor.map(
+            downsample_chunk, job, range(job.n_chunks), desc=f"pyramid {label}", unit="block"
+        )
         return target
 
     def abort(self, *, keep: bool = False) -> None:

@@ -127,6 +127,37 @@ def _sample_boxes(shape: tuple[int, ...], sample_size: int, max_voxels: int) -> 
     return list(product(*axes))
 
 
+def image_sample(
+    image: Any,
+    *,
+    channel_axis: int | None = None,
+    level: int | str | None = None,
+    channel: int | None = None,
+    sample_size: int = 64,
+    max_voxels: int = SAMPLE_VOXELS,
+) -> NDArray[Any]:
+    """Voxel values of the whole image (at most ``max_voxels`` voxels, read whole) or of
+    ``sample_size`` boxes spread evenly over it, one row per channel.
+
+    Examples
+    --------
+    >>> image_sample(np.arange(12).reshape(3, 4)).shape
+    (1, 12)
+    >>> image_sample(np.zeros((2, 1000, 1000)), channel_axis=0, max_voxels=1000).shape[0]
+    2
+    """
+    source = open_image(image, channel_axis=channel_axis, level=level, channel=channel)
+    values = []
+    for box in _sample_boxes(source.shape, sample_size, max_voxels):
+        data = source.read(box)
+        if source.channel_axis is not None:
+            data = np.moveaxis(data, source.channel_axis, 0)
+            values.append(data.reshape(data.shape[0], -1))
+        else:
+            values.append(data.reshape(1, -1))
+    return np.concatenate(values, axis=1)
+
+
 def image_percentiles(
     image: Any,
     percentiles: tuple[float, float] = (1.0, 99.8),
@@ -178,16 +209,14 @@ def image_percentiles(
     for name, value in (("sample_size", sample_size), ("max_voxels", max_voxels)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidParameterError(f"`{name}` must be a positive integer; got {value!r}.")
-    source = open_image(image, channel_axis=channel_axis, level=level, channel=channel)
-    values = []
-    for box in _sample_boxes(source.shape, sample_size, max_voxels):
-        data = source.read(box)
-        if source.channel_axis is not None:
-            data = np.moveaxis(data, source.channel_axis, 0)
-            values.append(data.reshape(data.shape[0], -1))
-        else:
-            values.append(data.reshape(1, -1))
-    sample = np.concatenate(values, axis=1).astype(np.float64)
+    sample = image_sample(
+        image,
+        channel_axis=channel_axis,
+        level=level,
+        channel=channel,
+        sample_size=sample_size,
+        max_voxels=max_voxels,
+    ).astype(np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: refused just below
         low, high = np.nanpercentile(sample, [low_p, high_p], axis=1)

@@ -1,6 +1,21 @@
-"""Cellpose as a patchworks ``fn``: ``tile_process(image, cellpose_fn("cyto3"), ...)``.
+"""Cellpose as a patchworks ``fn``: ``tile_process(image, cellpose_fn("cpsam"), ...)``.
 
-Needs the optional package: ``pip install "patchworks[cellpose]"`` (Cellpose 3).
+Works with Cellpose 4 (``cpsam`` and models trained with it) and Cellpose 3 (``cyto3``,
+``nuclei``, ... and models trained with it); a network trained with one cannot be loaded
+by the other. Needs the optional package: ``pip install "patchworks[cellpose]"`` (the
+newest Cellpose), ``"patchworks[cellpose4]"`` or ``"patchworks[cellpose3]"``.
+
+What differs between the two, and how the plugin bridges it:
+
+* loading: Cellpose 3 takes a built-in name as ``model_type=`` and a file as
+  ``pretrained_model=``; Cellpose 4 takes both as ``pretrained_model=`` (and falls back to
+  its default model, with only a log line, for a name it does not know: refused here);
+* ``channels``: Cellpose 3's ``[cytoplasm, nucleus]`` choice; Cellpose 4 ignores it and
+  reads up to three channels as given along ``channel_axis``, so it is refused there;
+* ``diameter``: Cellpose 3 rescales by ``diam_mean / diameter`` and None means the
+  model's own diameter; Cellpose 4 rescales objects of ``diameter`` pixels to 30 and None
+  means no rescaling;
+* ``eval`` returns ``(masks, flows, styles)`` in both; only ``masks`` is used.
 """
 
 from __future__ import annotations
@@ -13,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from patchworks.errors import InvalidParameterError
 from patchworks.plugins._models import (
     ModelNotFoundError,
     cached_model,
@@ -43,16 +59,61 @@ def _import_models() -> ModuleType:
     return import_models("cellpose", "cellpose")
 
 
+#: Built-in Cellpose 3 models, named when Cellpose 4 is asked for one of them.
+CELLPOSE3_NAMES = ("cyto3", "cyto2", "cyto", "nuclei", "tissuenet_cp3", "livecell_cp3")
+
+
+def cellpose_major() -> int:
+    """The major version of the installed Cellpose (3 or 4 ...), without importing it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return int(version("cellpose").split(".")[0])
+    except (PackageNotFoundError, ValueError):
+        import cellpose
+
+        return int(str(getattr(cellpose, "version", "3")).split(".")[0])
+
+
+def default_model() -> str:
+    """The general model of the installed Cellpose: ``cyto3`` (3), its default (4)."""
+    if cellpose_major() < 4:
+        return "cyto3"
+    import inspect
+
+    models = _import_models()
+    default = inspect.signature(models.CellposeModel).parameters["pretrained_model"].default
+    return str(default) if isinstance(default, str) else "cpsam"
+
+
 def _load(model: str, gpu: bool) -> Any:
     models = _import_models()
+    major = cellpose_major()
     if os.path.exists(model):
-        return models.CellposeModel(gpu=gpu, pretrained_model=model)
-    if model not in [*models.MODEL_NAMES, *models.get_user_models()]:
-        # Cellpose itself would fall back to its default model without a word.
+        try:
+            return models.CellposeModel(gpu=gpu, pretrained_model=model)
+        except Exception as exc:
+            other = "3" if major >= 4 else "4"
+            raise ModelNotFoundError(
+                f"`model` {model!r} could not be loaded by the installed Cellpose {major} "
+                f"({type(exc).__name__}: {exc}); a model trained with Cellpose {other} "
+                f'needs Cellpose {other} (pip install "patchworks[cellpose{other}]").'
+            ) from exc
+    names = [*models.MODEL_NAMES, *models.get_user_models()]
+    if model not in names:
+        # Cellpose itself would fall back to its default model with only a log line.
+        hint = ""
+        if major >= 4 and model in CELLPOSE3_NAMES:
+            hint = (
+                f" {model!r} is a Cellpose 3 model: use Cellpose 4's {default_model()!r}, or "
+                'install Cellpose 3 (pip install "patchworks[cellpose3]").'
+            )
         raise ModelNotFoundError(
-            f"`model` must be a Cellpose model name ({', '.join(models.MODEL_NAMES[:3])}, "
-            f"...) or the path of a weights file; no such file: {model!r}."
+            f"`model` must be a Cellpose {major} model name ({', '.join(models.MODEL_NAMES[:4])}"
+            f", ...) or the path of a weights file; no such file: {model!r}.{hint}"
         )
+    if major >= 4:
+        return models.CellposeModel(gpu=gpu, pretrained_model=model)
     return models.CellposeModel(gpu=gpu, model_type=model)
 
 
@@ -108,17 +169,18 @@ class CellposeFn:
     def _eval(
         self, model: Any, x: NDArray[Any], channel_axis: int | None, **extra: object
     ) -> NDArray[Any]:
-        channels = list(self.channels) if self.channels is not None else None
         normalize = self.normalize
         if isinstance(normalize, IntensityRange):
             normalize = False  # the tile was scaled with the image-wide range already
         elif normalize == "tile":
             normalize = True
+        options: dict[str, object] = {"diameter": self.diameter}
+        if cellpose_major() < 4:  # Cellpose 4 has no `channels` (refused by cellpose_fn)
+            options["channels"] = list(self.channels) if self.channels is not None else None
         with model_lock(self.key):
             result = model.eval(
                 x,
-                diameter=self.diameter,
-                channels=channels,
+                **options,
                 channel_axis=channel_axis,
                 normalize=normalize,
                 **extra,
@@ -147,7 +209,7 @@ class CellposeFn:
 
 
 def cellpose_fn(
-    model: Any = "cyto3",
+    model: Any = None,
     *,
     image: Any = None,
     gpu: bool = False,
@@ -164,10 +226,13 @@ def cellpose_fn(
 
     Parameters
     ----------
-    model : str, os.PathLike or cellpose.models.CellposeModel
-        A built-in model name (``"cyto3"``, ``"nuclei"``, ...), the path of a trained
-        model file, or a model object. A name or path is loaded here, at once (a missing
-        file raises :class:`ModelNotFoundError`), and again once per worker process.
+    model : str, os.PathLike or cellpose.models.CellposeModel, optional
+        A built-in model name of the installed Cellpose (4: ``"cpsam"``, ...; 3:
+        ``"cyto3"``, ``"nuclei"``, ...), the path of a model trained with it, or a model
+        object; None: the installed Cellpose's general model (:func:`default_model`). A
+        name or path is loaded here, at once (a missing file, an unknown name or a model
+        of the other Cellpose raises :class:`ModelNotFoundError`), and again once per
+        worker process.
     image : str, os.PathLike or array, optional
         The image you will segment (as given to :func:`patchworks.tile_process`), read
         here for its image-wide percentiles (1, 99) when ``normalize="image"``.
@@ -176,9 +241,13 @@ def cellpose_fn(
         Without a GPU that torch can use, :class:`GPUUnavailableError` is raised here
         (Cellpose itself would fall back to the CPU without a word).
     diameter : float, optional
-        Object diameter in pixels; None uses the model's own (``diam_mean``).
+        Object diameter in pixels. Cellpose 3: None uses the model's own (``diam_mean``,
+        or the diameter of its training labels). Cellpose 4: tiles are rescaled so that
+        objects of this size become 30 pixels wide; None means no rescaling.
     channels : sequence of int, optional
-        Cellpose's ``channels`` (``[cytoplasm, nucleus]``, 1-based, 0 = grayscale).
+        Cellpose 3's ``channels`` (``[cytoplasm, nucleus]``, 1-based, 0 = grayscale).
+        Refused with Cellpose 4, which reads up to three channels as they are along
+        ``channel_axis`` (pick them with the image's ``channel`` / ``channel_axis``).
     channel_axis : int, optional
         Axis of the tile that holds channels (the image's ``channel_axis``).
     normalize : "image", "tile", False, IntensityRange or dict
@@ -214,11 +283,20 @@ def cellpose_fn(
 
     Examples
     --------
-    >>> fn = cellpose_fn("cyto3", image="image.zarr", diameter=30)  # doctest: +SKIP
+    >>> fn = cellpose_fn("cpsam", image="image.zarr", diameter=30)  # doctest: +SKIP
     >>> tile_process("image.zarr", fn, tile_shape=(1, 2048, 2048), overlap=20,
     ...              stitch="iou", write_to="labels.zarr")  # doctest: +SKIP
     """
     _require()
+    if channels is not None and cellpose_major() >= 4:
+        raise InvalidParameterError(
+            f"`channels` is Cellpose 3's choice of channels; Cellpose {cellpose_major()} "
+            "reads up to three channels as they are along `channel_axis`; got "
+            f"channels={tuple(channels)!r}. Leave it out (choose the image's channels with "
+            "channel= or channel_axis=)."
+        )
+    if model is None:
+        model = default_model()
     if isinstance(model, os.PathLike):
         model = os.fspath(model)
     elif not isinstance(model, str):

@@ -128,7 +128,7 @@ class TouchSeams:
             tasks=plan_face_tasks(self.plan, inputs.counts, connectivity),
         )
         tasks = range(len(face_job.tasks))
-        found = inputs.executor.map(plane_pairs, face_job, tasks, desc="faces")
+        found = inputs.executor.map(plane_pairs, face_job, tasks, desc="faces", unit="block")
         pairs = [p for p in found if p.size]
         return np.concatenate(pairs) if pairs else EMPTY_PAIRS
 
