@@ -27,6 +27,19 @@ from patchworks.errors import StorageNotSharedError
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
 PRIVATE_TMP = "mount -t tmpfs tmpfs /tmp && exec {cmd}"
+#: When the checkout (and its .venv) lives under /tmp, as a CI clone may, it is bound back
+#: into the private /tmp: the code is installed on every node, the scratch is not shared.
+KEEP_CHECKOUT = (
+    "mkdir -p {keep} && mount --bind {root} {keep} && mount -t tmpfs tmpfs /tmp && "
+    "mkdir -p {root} && mount --bind {keep} {root} && exec {cmd}"
+)
+ROOT = os.path.realpath(os.path.dirname(HERE))
+
+
+def _private_tmp(cmd: str, keep: str) -> str:
+    if ROOT == "/tmp" or ROOT.startswith("/tmp/"):
+        return KEEP_CHECKOUT.format(keep=keep, root=ROOT, cmd=cmd)
+    return PRIVATE_TMP.format(cmd=cmd)
 
 
 def _unshare_works() -> bool:
@@ -88,7 +101,7 @@ def nodes():
             procs.append(
                 subprocess.Popen(
                     ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                     PRIVATE_TMP.format(cmd=worker)],
+                     _private_tmp(worker, f"{shared}/checkout-{k}")],
                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )
             )  # fmt: skip
@@ -200,9 +213,14 @@ def test_a_folder_of_the_same_name_on_a_worker_is_not_the_clients(nodes, volume,
 
 
 def _clear_workers_tmp(client):
+    root = ROOT  # a checkout under /tmp is bound into each worker's /tmp: keep it
+
     def clear():
         for name in os.listdir("/tmp"):
-            shutil.rmtree(os.path.join("/tmp", name), ignore_errors=True)
+            path = os.path.join("/tmp", name)
+            if root == path or root.startswith(path + os.sep):
+                continue
+            shutil.rmtree(path, ignore_errors=True)
 
     client.run(clear)
 
