@@ -152,7 +152,7 @@ def merge_spec(labeled: Any, **kw: Any) -> RunSpec:
         raise InvalidImageError(f"`labeled` must hold integer labels; got dtype {source.dtype}.")
     connectivity = _connectivity(stitcher, kw["connectivity"], source.ndim)
     sink = parse_sink(kw["write_to"], source, output_format="zarr")
-    image = _intensity_image(kw["image"], source.shape)
+    image = _intensity_image(kw["image"], plan.shape)
     return RunSpec(
         image=labeled,
         source=source,

@@ -38,20 +38,20 @@ def check_table_path(path: Any, *, overwrite: bool) -> str | None:
         raise InvalidParameterError(
             f"`objects_to` must be a file path (.parquet, or .csv for CSV) or None; got {path!r}."
         )
-    path = str(os.fspath(path))
-    if "://" in path:
-        raise InvalidParameterError(f"`objects_to` must be a local file path; got {path!r}.")
-    if os.path.exists(path) and not overwrite:
+    found: str = str(os.fspath(path))
+    if "://" in found:
+        raise InvalidParameterError(f"`objects_to` must be a local file path; got {found!r}.")
+    if os.path.exists(found) and not overwrite:
         raise OutputExistsError(
-            f"`objects_to` {path!r} already exists; pass overwrite=True to replace it or "
+            f"`objects_to` {found!r} already exists; pass overwrite=True to replace it or "
             "choose another path."
         )
-    parent = os.path.dirname(os.path.abspath(path))
+    parent = os.path.dirname(os.path.abspath(found))
     if not os.path.isdir(parent):
         raise InvalidParameterError(
             f"`objects_to` must be in an existing folder; {parent!r} does not exist."
         )
-    return path
+    return found
 
 
 def _pandas() -> Any:
