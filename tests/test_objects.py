@@ -355,3 +355,39 @@ def test_bad_objects_options_are_refused_early(tmp_path):
                           image=np.zeros((4, 5)), objects_to=tmp_path / "u.parquet")  # fmt: skip
     with pytest.raises(InvalidParameterError, match="no per-object table"):
         read_objects(tmp_path)
+
+
+def test_command_line_objects_on_run_merge_and_an_existing_label_image(
+    tmp_path, monkeypatch, capsys
+):
+    from patchworks._cli.main import main
+    from patchworks.datasets import write_blobs_ome_zarr, write_blobs_zarr
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "seg.py").write_text(
+        "from scipy import ndimage as ndi\n\ndef fn(tile):\n    return ndi.label(tile > 400)[0]\n"
+    )
+    write_blobs_ome_zarr("img.ome.zarr", (4, 48, 48), chunks=(2, 24, 24), radius=4)
+    assert main(["run", "img.ome.zarr", "--fn", "seg:fn", "--objects", "--min-size", "3"]) == 0
+    table = pd.read_parquet("img.ome.zarr/labels/patchworks/objects.parquet")
+    labels = np.asarray(zarr.open_array("img.ome.zarr/labels/patchworks/0"))
+    image = np.asarray(zarr.open_group("img.ome.zarr")["0"])
+    assert_table(
+        table.drop(columns=[c for c in table if "physical" in c]), reference(labels, image)
+    )
+    assert table["area"].min() >= 3
+    # measure the existing label image again, into a CSV
+    args = ["objects", "img.ome.zarr/labels/patchworks", "--image", "img.ome.zarr/0"]
+    assert main([*args, "--out", "again.csv", "--objects", "label,area"]) == 0
+    assert "objects" in capsys.readouterr().out
+    assert_table(pd.read_csv("again.csv"), reference(labels, None, ("label", "area")))
+    # merge with --objects: the table goes inside the merged output
+    write_blobs_zarr("plain.zarr", (4, 48, 48), chunks=(2, 24, 24), radius=4)
+    tiles = da.from_zarr("plain.zarr").map_blocks(lambda t: ndi.label(t > 400)[0], dtype="int32")
+    zarr.create_array("staged.zarr", data=tiles.compute(), chunks=(2, 24, 24))
+    merge = ["merge", "staged.zarr", "--out", "merged.zarr", "--image", "plain.zarr"]
+    assert main([*merge, "--objects"]) == 0
+    merged = np.asarray(zarr.open_array("merged.zarr"))
+    assert_table(
+        read_objects("merged.zarr"), reference(merged, np.asarray(zarr.open_array("plain.zarr")))
+    )
