@@ -7,6 +7,7 @@ NumPy array, anything else a lazy dask array (the overloads say so to type check
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack, overload
 
 import numpy as np
@@ -33,6 +34,8 @@ Labels = NDArray[np.integer[Any]]
 #: What ``stitch=`` takes: a name from :data:`patchworks.stitch.STITCHERS` ("touch",
 #: "iou", ...) or a :class:`~patchworks.stitch.Stitcher`.
 StitchLike = str | Stitcher
+#: What ``objects=`` takes: True (the default set), None, or property names.
+ObjectsLike = bool | Sequence[str] | None
 
 
 class TileOptions(TypedDict, total=False):
@@ -64,6 +67,10 @@ class TileOptions(TypedDict, total=False):
     output_compressors: Any
     pyramid: Literal["mode", "nearest"]
     time_as_space: bool
+    objects: ObjectsLike
+    min_size: int | None
+    max_size: int | None
+    objects_to: PathLike | None
 
 
 class MergeOptions(TypedDict, total=False):
@@ -83,6 +90,11 @@ class MergeOptions(TypedDict, total=False):
     temp_dir: str | None
     keep_temp: bool
     retries: int
+    objects: ObjectsLike
+    min_size: int | None
+    max_size: int | None
+    objects_to: PathLike | None
+    image: ImageLike | None
 
 
 @overload
@@ -134,6 +146,10 @@ def tile_process(
     output_compressors: Any = None,
     pyramid: Literal["mode", "nearest"] = "mode",
     time_as_space: bool = False,
+    objects: ObjectsLike = None,
+    min_size: int | None = None,
+    max_size: int | None = None,
+    objects_to: PathLike | None = None,
 ) -> Labels | da.Array:
     """Run ``fn`` over ``image`` tile by tile and merge the labels into one label image.
 
@@ -269,6 +285,10 @@ def tile_process(
         output_compressors=output_compressors,
         pyramid=pyramid,
         time_as_space=time_as_space,
+        objects=objects,
+        min_size=min_size,
+        max_size=max_size,
+        objects_to=objects_to,
     )
     result: Labels | da.Array = run(spec)
     return result
@@ -304,6 +324,11 @@ def merge_tile_labels(
     temp_dir: str | None = None,
     keep_temp: bool = False,
     retries: int = 0,
+    objects: ObjectsLike = None,
+    min_size: int | None = None,
+    max_size: int | None = None,
+    objects_to: PathLike | None = None,
+    image: ImageLike | None = None,
 ) -> Labels | da.Array:
     """Merge per-tile labels (IDs local to each tile) into globally consistent labels.
 
@@ -329,6 +354,10 @@ temp_dir, keep_temp, retries
     overlap : int or tuple of int
         With ``stitch="iou"``, the depth each block extends past its core (clipped at the
         image border).
+    objects, min_size, max_size, objects_to
+        As in :func:`tile_process`; the intensity properties need ``image``.
+    image : str, os.PathLike or array, optional
+        The image the labels segment (same shape), measured with ``objects=``.
 
     Returns
     -------
@@ -358,6 +387,11 @@ temp_dir, keep_temp, retries
         temp_dir=temp_dir,
         keep_temp=keep_temp,
         retries=retries,
+        objects=objects,
+        min_size=min_size,
+        max_size=max_size,
+        objects_to=objects_to,
+        image=image,
     )
     result: Labels | da.Array = run(spec)
     return result

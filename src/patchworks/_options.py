@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from patchworks._engine.autosize import auto_tile_shape, tile_budget
+from patchworks._engine.objects_spec import ObjectsSpec, parse_objects
 from patchworks._engine.overlap import halo_plan
 from patchworks._plan import TilePlan, normalize_tile_shape
 from patchworks.errors import InvalidImageError, InvalidParameterError, ParameterTypeError
@@ -60,6 +61,7 @@ class RunSpec:
     time_as_space: bool = False  # tile_process: join across a time axis too
     plan: TilePlan | None = None  # merge_tile_labels: the user's tiling
     blocks: Any = None  # merge_tile_labels on a dask array: the array
+    objects: ObjectsSpec | None = None  # objects=, min_size=, max_size=, objects_to=
 
 
 def tile_spec(image: Any, fn: Any, **kw: Any) -> RunSpec:
@@ -103,6 +105,7 @@ def tile_spec(image: Any, fn: Any, **kw: Any) -> RunSpec:
         skip_empty=bool(kw["skip_empty"]),
         empty_threshold=threshold,
         time_as_space=_flag(kw["time_as_space"], "time_as_space"),
+        objects=_objects(kw, source, source, sink),
         **_common(kw),
     )
 
@@ -152,6 +155,8 @@ def merge_spec(labeled: Any, **kw: Any) -> RunSpec:
     if source.dtype.kind not in "iu":
         raise InvalidImageError(f"`labeled` must hold integer labels; got dtype {source.dtype}.")
     connectivity = _connectivity(stitcher, kw["connectivity"], source.ndim)
+    sink = parse_sink(kw["write_to"], source, output_format="zarr")
+    image = _intensity_image(kw["image"], plan.shape)
     return RunSpec(
         image=labeled,
         source=source,
@@ -159,11 +164,37 @@ def merge_spec(labeled: Any, **kw: Any) -> RunSpec:
         stitcher=stitcher,
         connectivity=connectivity,
         dtype=dtype,
-        sink=parse_sink(kw["write_to"], source, output_format="zarr"),
+        sink=sink,
         plan=plan,
         blocks=blocks,
+        objects=_objects(kw, image, image if image is not None else source, sink),
         **_common(kw),
     )
+
+
+def _objects(kw: dict[str, Any], image: Any, scale_of: Any, sink: Any) -> ObjectsSpec | None:
+    return parse_objects(
+        kw["objects"],
+        min_size=kw["min_size"],
+        max_size=kw["max_size"],
+        objects_to=kw["objects_to"],
+        image=image,
+        scale_of=scale_of,
+        has_output=sink is not None,
+        overwrite=bool(kw["overwrite"]),
+    )
+
+
+def _intensity_image(image: Any, shape: tuple[int, ...]) -> ImageSource | None:
+    """``image=`` of merge_tile_labels (measured under the labels), opened and checked."""
+    if image is None:
+        return None
+    source = open_image(image, name="image")
+    if source.shape != shape:
+        raise InvalidParameterError(
+            f"`image` must have the labels' shape {shape}; got shape {source.shape}."
+        )
+    return source
 
 
 def _flag(value: Any, name: str) -> bool:

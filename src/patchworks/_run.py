@@ -19,7 +19,9 @@ import numpy as np
 
 from patchworks._engine.execute import Executor
 from patchworks._engine.labelmap import LabelMap
+from patchworks._engine.measure import Measure, exact_counts
 from patchworks._engine.merge import Joined, MergeInputs
+from patchworks._engine.objects_out import check_finished_table, measure_objects, write_objects
 from patchworks._engine.overlap import fit_model_grid, resolve_overlap
 from patchworks._engine.preflight import Location, preflight
 from patchworks._engine.staged import StagedLabels, TileLabels, UserLabels
@@ -61,7 +63,9 @@ def run(spec: RunSpec) -> Any:
         fingerprint = _fingerprint(spec, out, plan)
         if out.finished(fingerprint):
             result = out.finished_result(compute=spec.compute)
-            return _finish(output, executor, plan, result, compute=spec.compute)
+            result = _finish(output, executor, plan, result, compute=spec.compute)
+            check_finished_table(spec.objects, output)
+            return result
         staging = _staging(spec, out, plan, fingerprint)
         labels = _tile_labels(spec, staging, plan)
         seams = spec.stitcher.begin(plan, staging.scratch, anchor=staging.labels)
@@ -75,6 +79,7 @@ def run(spec: RunSpec) -> Any:
             fn=spec.fn,
             skip_empty=spec.skip_empty,
             empty_threshold=spec.empty_threshold,
+            measure=_tile_measure(spec),
         )
         _preflight(spec, executor, staging, output)  # before anything runs on a worker
         summaries = _stage_tiles(spec, out, executor, job)  # stage 2
@@ -88,12 +93,16 @@ def run(spec: RunSpec) -> Any:
             sequential=spec.sequential,
             dtype=spec.dtype,
             contacts=np.array([s.contacts for s in summaries], dtype=np.int64),
+            objects=tuple(s.objects for s in summaries) if job.measure else (),
         )
         # Every tile's staged data is where the client looks, before anything reads it.
         verify_staged(plan, staging, seams, inputs.counts, inputs.faces, in_place=labels.in_place)
         info = _tile_info(spec, plan, summaries, out)
         del summaries  # ~600 B per tile; the counts and the face index hold what is needed
         joined = seams.join(inputs)  # stages 3 and 4
+        joined, objects = measure_objects(
+            spec.objects, joined, executor, sequential=spec.sequential, mode=spec.stitcher.name
+        )
         label_map = joined.label_map
         logger.info(
             "merge: %d objects, %d boundary objects",
@@ -103,6 +112,7 @@ def run(spec: RunSpec) -> Any:
         if not labels.keeps_ids and not resume:  # resume keeps faces until published
             remove_tree(staging.faces.root)
         if output is None:
+            write_objects(spec.objects, objects, None)
             result = _lazy_result(joined, labels, staging, compute=spec.compute)  # stage 5
             out.close()
             return result
@@ -110,6 +120,9 @@ def run(spec: RunSpec) -> Any:
         label_map = joined.write(executor, built)  # stage 5
         if built is not labels.array:  # (relabelled in place: every chunk was read above)
             verify_output(plan, built, inputs.faces, in_place=labels.in_place)
+        if objects is not None:
+            label_map = exact_counts(label_map, objects)
+            info.update(write_objects(spec.objects, objects, str(built.store.root)))
         info.update(joined.info)
         _publish(built, output.target, _run_info(spec, label_map, info), staging, durable=resume)
         out.close()
@@ -134,6 +147,13 @@ def _preflight(spec: RunSpec, executor: Executor, staging: Staging, output: Outp
     if isinstance(spec.image, str | os.PathLike) and "://" not in os.fspath(spec.image):
         places.append(Location("the input", os.fspath(spec.image), write=False))  # as read
     preflight(executor.client, places, spec.fn)
+
+
+def _tile_measure(spec: RunSpec) -> Measure | None:
+    """What the tile stage measures (stitch modes that measure in the tile stage)."""
+    if spec.objects is None or not getattr(spec.stitcher, "measures_tiles", False):
+        return None
+    return spec.objects.measure
 
 
 def _open_output(spec: RunSpec) -> Output | None:

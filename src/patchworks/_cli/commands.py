@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from patchworks._cli.methods import build_fn, describe_fn, run_defaults
+from patchworks._cli.objects import cmd_objects, object_kwargs
 from patchworks._cli.parser import OK, Ints, UsageError, image_kwargs, parse_ints
 from patchworks.io._storage import is_url
 from patchworks.io._zarr_sink import check_writable
@@ -60,6 +61,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         # no --out: into the OME-Zarr input, which _check_destination made sure it is
         output_format="ome-zarr" if args.out is None else args.output_format,
         **image_kwargs(args),
+        **object_kwargs(args),
     )
     where = _written_array(args)
     meta = _run_meta(where)
@@ -192,6 +194,8 @@ def _cmd_merge(args: argparse.Namespace) -> int:
         connectivity=args.connectivity,
         tile_shape=cast("tuple[int, ...] | None", tile_shape),
         overwrite=args.overwrite,
+        image=args.image,
+        **object_kwargs(args),
     )
     print(f"wrote {args.out}: {_run_meta(args.out).get('n_labels', '?')} objects")
     return OK
@@ -265,4 +269,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "estimate-empty": _cmd_estimate_empty,
     "info": _cmd_info,
     "preview": _cmd_preview,
+    "objects": cmd_objects,
 }

@@ -186,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="finish an interrupted run")
     run.add_argument("--overwrite", action="store_true", help="replace an existing output")
     run.add_argument("--dry-run", action="store_true", help="show the plan, run nothing")
+    add_object_args(run)
 
     merge = sub.add_parser("merge", parents=[common], help="merge per-tile labels")
     merge.add_argument("labeled", help="zarr store of per-tile labels (tiles = chunks)")
@@ -195,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--connectivity", type=int)
     merge.add_argument("--sequential-labels", action="store_true")
     merge.add_argument("--overwrite", action="store_true")
+    merge.add_argument("--image", help="the image the labels segment (for --objects)")
+    add_object_args(merge)
+    add_objects_command(sub, common)
 
     empty = sub.add_parser(
         "estimate-empty",
@@ -231,6 +235,37 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--max-projection", action="store_true")
     preview.add_argument("--size", type=int, default=1024, help="longest side in pixels")
     return parser
+
+
+def add_object_args(parser: argparse.ArgumentParser) -> None:
+    """``--objects [NAMES]``, ``--objects-to``, ``--min-size``, ``--max-size``."""
+    parser.add_argument(
+        "--objects",
+        nargs="?",
+        const="default",
+        help="measure every object: a table inside the output (objects.parquet); "
+        "optionally property names, e.g. label,area,centroid",
+    )
+    parser.add_argument("--objects-to", help="write the table here (.parquet or .csv)")
+    parser.add_argument("--min-size", type=int, help="remove objects with fewer voxels")
+    parser.add_argument("--max-size", type=int, help="remove objects with more voxels")
+
+
+def add_objects_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    objects = sub.add_parser(
+        "objects", parents=[common], help="measure every object of an existing label image"
+    )
+    objects.add_argument("labels", help="label array (zarr) or OME-Zarr label image")
+    objects.add_argument("--image", help="the image the labels segment, for intensities")
+    objects.add_argument("--component", help="array inside the zarr group")
+    objects.add_argument(
+        "--objects", default="default", help="property names, e.g. label,area,centroid"
+    )
+    objects.add_argument(
+        "--out", help="table path (.parquet or .csv; default: objects.parquet inside LABELS)"
+    )
+    objects.add_argument("--tile-shape")
+    objects.add_argument("--overwrite", action="store_true", help="replace an existing table")
 
 
 def _version() -> str:

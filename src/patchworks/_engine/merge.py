@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from patchworks._engine.execute import Executor
 from patchworks._engine.labelmap import LabelMap
+from patchworks._engine.objects import TileStats
 from patchworks._engine.staged import TileLabels
 from patchworks._plan import TilePlan
 from patchworks._store.facestore import FaceIndex
@@ -35,6 +36,7 @@ class MergeInputs:
     sequential: bool
     dtype: np.dtype[Any]
     contacts: NDArray[np.int64]  # per tile: how its distinct labels touch (._engine.contacts)
+    objects: tuple[TileStats | None, ...] = ()  # per tile, when the tile stage measured
 
     @property
     def occupied(self) -> list[int]:

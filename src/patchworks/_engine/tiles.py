@@ -19,6 +19,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from patchworks._engine.local import LocalLabels
+from patchworks._engine.measure import Measure, measure_local
+from patchworks._engine.objects import TileStats
 from patchworks._engine.staged import TileLabels
 from patchworks._plan import Tile, TilePlan
 from patchworks._store.chunkcache import ChunkCache
@@ -38,6 +40,7 @@ class TileSummary:
     skipped: bool = False
     faces: FaceRef | None = None  # where its face slabs are (tiles with labels)
     contacts: int = 0  # how its distinct labels touch (see ._engine.contacts), if checked
+    objects: TileStats | None = None  # its objects' statistics, when the run measures them
 
 
 class TileStager(Protocol):
@@ -45,7 +48,10 @@ class TileStager(Protocol):
 
     def stage(self, job: TileJob, tile: Tile, labels: NDArray[Any], top: int) -> TileSummary:
         """Keep ``labels`` (checked, over the tile's whole halo box; ``top`` is their
-        largest label) for the merge; return what the client learns about the tile."""
+        largest label) for the merge; return what the client learns about the tile.
+
+        When the run measures objects (``job.measure``), the call also gets ``image=``:
+        the image data over the tile's halo box (None: read it where needed)."""
         ...
 
 
@@ -62,6 +68,7 @@ class TileJob:
     fn: Callable[[NDArray[Any]], Any] | None = None
     skip_empty: bool = False
     empty_threshold: float | None = None
+    measure: Measure | None = None  # objects=: what the tile stage measures
 
     @cached_property
     def source_io(self) -> ChunkIO | None:
@@ -142,19 +149,37 @@ def check_labels(
 
 
 def stage_local_labels(
-    job: TileJob, tile: Tile, local: LocalLabels, *, contacts: int = 0
+    job: TileJob, tile: Tile, local: LocalLabels, *, contacts: int = 0, image: Any = None
 ) -> TileSummary:
     """Keep a tile's local labels (:meth:`TileLabels.keep`) and write its face slabs.
 
     When the labels stay in the user's store, the face store also keeps the user's label
     of each local label, so the relabel stage can map the user's labels straight to final
-    ones.
+    ones. With ``job.measure`` the objects of the core are measured too, from the image
+    data ``image`` (over the halo box; None: read the core).
     """
     if not local.n:
         return TileSummary(index=tile.index, n_local=0)
+    objects = None
+    if job.measure is not None:
+        objects = measure_local(job.measure, tile, local.whole(), local.n, image)
     ids = job.labels.keep(job.staging, tile, local)
     faces = job.staging.faces.append(local.labels.shape, local.faces(), local.n, ids)
-    return TileSummary(index=tile.index, n_local=local.n, faces=faces, contacts=contacts)
+    return TileSummary(
+        index=tile.index, n_local=local.n, faces=faces, contacts=contacts, objects=objects
+    )
+
+
+def stage(
+    job: TileJob, tile: Tile, labels: NDArray[Any], top: int, image: Any = None
+) -> TileSummary:
+    """Hand a tile's checked labels to the stitch mode (with its image data when the
+    run measures objects)."""
+    if job.measure is None:
+        return job.seams.stage(job, tile, labels, top)
+    stager: Any = job.seams
+    summary: TileSummary = stager.stage(job, tile, labels, top, image=image)
+    return summary
 
 
 def run_fn(job: TileJob, tile: Tile, data: NDArray[Any]) -> tuple[NDArray[Any], int]:
@@ -208,7 +233,7 @@ def process_tile(job: TileJob, index: int) -> TileSummary:
         threshold = 0 if job.empty_threshold is None else job.empty_threshold
         if core.size == 0 or core.max() <= threshold:
             return TileSummary(index=index, n_local=0, skipped=True)
-    return job.seams.stage(job, tile, *run_fn(job, tile, data))
+    return stage(job, tile, *run_fn(job, tile, data), image=data)
 
 
 def stage_label_block(job: TileJob, index: int, block: Any) -> TileSummary:
@@ -216,7 +241,7 @@ def stage_label_block(job: TileJob, index: int, block: Any) -> TileSummary:
     per tile, over its halo box (which is its core, unless the blocks overlap)."""
     tile = job.plan.tile(index)
     labels, top = check_labels(block, tile.halo_shape, tile, origin="the labeled input")
-    return job.seams.stage(job, tile, labels, top)
+    return stage(job, tile, labels, top)
 
 
 def scan_label_store(job: TileJob, index: int) -> TileSummary:

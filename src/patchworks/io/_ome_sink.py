@@ -44,6 +44,7 @@ from patchworks.io._ngff import (
 )
 from patchworks.io._pyramid import LevelJob, PyramidMethod, check_method, downsample_chunk
 from patchworks.io._storage import is_url
+from patchworks.io._table import carry_table
 from patchworks.io._zarr_sink import check_writable, check_write_to, open_result
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class LabelOutput:
             dir=parent,
         )
         level0 = os.path.join(self.build_path, "0")
+        carry_table(self.level0_path, self.build_path)  # objects=: beside the levels
         if self._reusable(written, chunks):
             os.replace(self.level0_path, level0)
             previous = zarr.open_array(level0, mode="r")

@@ -125,9 +125,11 @@ class IoUSeams:
     iou_threshold: float
     anchor: Any = None
 
-    def stage(self, job: TileJob, tile: Tile, labels: NDArray[Any], top: int) -> TileSummary:
+    def stage(
+        self, job: TileJob, tile: Tile, labels: NDArray[Any], top: int, image: Any = None
+    ) -> TileSummary:
         """Tile-stage hook: renumber a tile's halo labels (largest ``top``) to ``1..n``
-        and stage them."""
+        and stage them. (Objects are measured once the owners are composed, not here.)"""
         local = to_local_labels(labels, job.labels_dtype, tile, top=top)
         if local.n:
             halo = local.whole().astype(HALO_DTYPE, copy=False)

@@ -39,6 +39,7 @@ from patchworks._engine.faces import EMPTY_PAIRS
 from patchworks._engine.labelmap import LabelMap, build_label_map
 from patchworks._engine.local import check_label_count, provisional_offsets
 from patchworks._plan import Tile, TilePlan
+from patchworks.stitch._iou_objects import measure_composed
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,14 @@ class Stitched:
             dtype=self.job.dtype,
             meta=np.empty((0,) * plan.ndim, dtype=self.job.dtype),
         )
+
+    def with_label_map(self, label_map: LabelMap) -> Stitched:
+        """The same owners drawing with ``label_map`` (e.g. with size filters)."""
+        return Stitched(job=dataclasses.replace(self.job, label_map=label_map))
+
+    def measure(self, executor: Any, measure: Any) -> Any:
+        """The final objects' statistics (see :mod:`._iou_objects`)."""
+        return measure_composed(executor, self.job, measure, compose_tile)
 
     def write(self, executor: Any, output: Any) -> LabelMap:
         """Compose and write every tile; return the label map with exact counts."""

@@ -10,6 +10,7 @@ stage applies it (:mod:`patchworks._engine.relabel`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import numbers
@@ -25,7 +26,9 @@ from patchworks._engine.execute import Executor
 from patchworks._engine.faces import EMPTY_PAIRS, FaceJob, plan_face_tasks, plane_pairs
 from patchworks._engine.labelmap import LabelMap, build_label_map
 from patchworks._engine.local import to_local_labels
+from patchworks._engine.measure import Measure, reduce_local
 from patchworks._engine.merge import MergeInputs
+from patchworks._engine.objects import TileStats
 from patchworks._engine.relabel import RelabelJob, lazy_relabel, relabel_tile
 from patchworks._engine.tiles import TileJob, TileSummary, stage_local_labels
 from patchworks._plan import Tile, TilePlan
@@ -59,6 +62,7 @@ class Touch:
     connectivity: int | None = None
     name: ClassVar[str] = "touch"
     keeps_halo: ClassVar[bool] = False
+    measures_tiles: ClassVar[bool] = True  # objects= measured in the tile stage
 
     def __post_init__(self) -> None:
         c = self.connectivity
@@ -89,11 +93,13 @@ class TouchSeams:
     connectivity: int | None
     stride: int = 1  # tiles whose contacts are checked (see ._engine.contacts)
 
-    def stage(self, job: TileJob, tile: Tile, labels: NDArray[Any], top: int) -> TileSummary:
+    def stage(
+        self, job: TileJob, tile: Tile, labels: NDArray[Any], top: int, image: Any = None
+    ) -> TileSummary:
         local = to_local_labels(labels[tile.crop], job.labels_dtype, tile, top=top)
         checked = local.n and tile.index % self.stride == 0
         found = contact.tile_contacts(local.labels) if checked else 0
-        return stage_local_labels(job, tile, local, contacts=found)
+        return stage_local_labels(job, tile, local, contacts=found, image=image)
 
     def join(self, inputs: MergeInputs) -> TouchJoined:
         connectivity, info, notes = self._connectivity(inputs.contacts)
@@ -195,3 +201,16 @@ class TouchJoined:
 
     def lazy(self, *, with_ids: bool) -> Any:
         return lazy_relabel(self._job(with_ids=with_ids))
+
+    def with_label_map(self, label_map: LabelMap) -> TouchJoined:
+        """The same join applying ``label_map`` (e.g. with size filters)."""
+        return dataclasses.replace(self, label_map=label_map)
+
+    def measure(self, executor: Executor, measure: Measure) -> TileStats:
+        """The objects' statistics, from what the tile stage measured."""
+        return reduce_local(
+            self.label_map,
+            list(self.inputs.objects),
+            ndim=self.inputs.plan.ndim,
+            channels=measure.columns,
+        )
