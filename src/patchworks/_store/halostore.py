@@ -104,7 +104,8 @@ class HaloIO:
         if data is None or not data.startswith(HALO_MAGIC):
             # Never staged (all background) or staged in zarr's encoding: read it whole.
             whole = self.chunks.read((*position, *(0,) * len(box)))
-            return whole[(0,) * len(position)][box]
+            part: NDArray[np.integer[Any]] = whole[(0,) * len(position)][box]
+            return part
         itemsize, ndim = data[4], data[5]
         values = _header(ndim).unpack_from(data, 6)
         edges = [

@@ -135,6 +135,7 @@ def compose_tile(job: ComposeJob, index: int) -> NDArray[Any]:
     seams, plan = job.seams, job.seams.plan
     tile = plan.tile(index)
     own = None
+    out: NDArray[Any]
     if job.label_map.n_local(index):
         own = seams.read(tile, tile.core)
         out = drawn_table(job, index)[own]
