@@ -42,6 +42,35 @@ class TimedLabel:
         return labels
 
 
+class TimedWatershed(TimedLabel):
+    """An expensive ``fn``: split ``tile > THRESHOLD`` into cells by a distance-transform
+    watershed (markers: the cores farther than ``DEPTH`` voxels from the background),
+    SciPy only, so that the peer's venv runs it too."""
+
+    DEPTH = 6.0
+
+    def __call__(self, tile: np.ndarray) -> np.ndarray:
+        from scipy import ndimage as ndi
+
+        start = time.perf_counter()
+        mask = tile > THRESHOLD
+        distance = ndi.distance_transform_edt(mask)
+        markers = ndi.label(distance > self.DEPTH)[0].astype(np.int32)
+        markers[~mask] = -1  # background floods as its own basin, then is dropped
+        level = (distance.max() - distance).astype(np.uint16)
+        labels = ndi.watershed_ift(level, markers)
+        labels[labels < 0] = 0
+        with self._lock:
+            self.seconds += time.perf_counter() - start
+        return labels
+
+
+def make_fn(a: dict) -> TimedLabel:
+    """The benchmark's ``fn``: ``a["fn"]`` is "label" (cheap, the default) or
+    "watershed" (expensive)."""
+    return TimedWatershed() if a.get("fn", "label") == "watershed" else TimedLabel()
+
+
 def _boxes(shape, tile):
     """Grid coordinates and box of every tile."""
     grid = [-(-n // t) for n, t in zip(shape, tile, strict=True)]
@@ -86,18 +115,34 @@ def floor(a: dict) -> dict:
     return {"seconds": time.perf_counter() - start, "output": a["out"]}
 
 
-def ours(a: dict) -> dict:
+def ours(a: dict, **options) -> dict:
     import dask
     import dask.array
 
     from patchworks import tile_process
 
-    fn = TimedLabel()
+    fn = make_fn(a)
     with dask.config.set(num_workers=a["workers"]):
         start = time.perf_counter()
-        tile_process(a["image"], fn, tile_shape=tuple(a["tile"]), connectivity=1, write_to=a["out"])
+        tile_process(
+            a["image"],
+            fn,
+            tile_shape=tuple(a["tile"]),
+            connectivity=1,
+            write_to=a["out"],
+            **options,
+        )
         seconds = time.perf_counter() - start
     return {"seconds": seconds, "fn_seconds": fn.seconds / a["workers"], "output": a["out"]}
+
+
+def ours_touch_overlap(a: dict) -> dict:
+    """``stitch="touch"`` with the halo the IoU rows use (the baseline they compare to)."""
+    return ours(a, overlap=a["overlap"])
+
+
+def ours_iou(a: dict) -> dict:
+    return ours(a, overlap=a["overlap"], stitch="iou")
 
 
 def stage_tile_labels(a: dict) -> dict:
@@ -148,24 +193,24 @@ def dask_image(a: dict) -> dict:
     return {"seconds": seconds, "output": a["out"]}
 
 
-def peer(a: dict) -> dict:
+def peer(a: dict, **options) -> dict:
     """patchworks 3.3.0 from the package index, in its own venv (see run.py)."""
     import dask.array as da
 
     import patchworks
 
     assert patchworks.__version__.startswith("3.3"), patchworks.__version__
-    fn = TimedLabel()
+    fn = make_fn(a)
     start = time.perf_counter()
     image = da.from_zarr(a["image"]).rechunk(tuple(a["tile"]))
     patchworks.tile_process(
         image,
         fn,
         tile_shape=tuple(a["tile"]),
-        overlap=0,
         max_workers=a["workers"],
         progress=False,
         write_to=a["out"],
+        **({"overlap": 0} | options),
     )
     seconds = time.perf_counter() - start
     return {
@@ -174,6 +219,11 @@ def peer(a: dict) -> dict:
         "output": a["out"],
         "component": "labels",
     }
+
+
+def peer_iou(a: dict) -> dict:
+    """patchworks 3.3.0's ``stitch="iou"`` at the same tiles and overlap."""
+    return peer(a, overlap=a["overlap"], stitch="iou")
 
 
 def _whole_image(a: dict, label) -> dict:
@@ -214,6 +264,9 @@ def cc3d_whole(a: dict) -> dict:
 ENGINES = {
     "floor": floor,
     "ours": ours,
+    "ours-touch-ov": ours_touch_overlap,
+    "ours-iou": ours_iou,
+    "peer-iou": peer_iou,
     "stage-tile-labels": stage_tile_labels,
     "ours-merge": ours_merge,
     "dask-image": dask_image,
@@ -236,7 +289,10 @@ PRELOAD = {
     "ours": ["zarr", "dask.array", "scipy.ndimage", "patchworks"],
     "ours-merge": ["zarr", "dask.array", "patchworks"],
     "dask-image": ["zarr", "dask.array", "dask_image.ndmeasure"],
+    "ours-touch-ov": ["zarr", "dask.array", "scipy.ndimage", "patchworks"],
+    "ours-iou": ["zarr", "dask.array", "scipy.ndimage", "patchworks"],
     "peer": ["zarr", "dask.array", "scipy.ndimage", "patchworks"],
+    "peer-iou": ["zarr", "dask.array", "scipy.ndimage", "patchworks"],
     "scipy": ["zarr", "scipy.ndimage"],
     "cc3d": ["zarr", "cc3d"],
 }

@@ -66,7 +66,11 @@ def run(engine: str, args: dict, src: str, *, keep: bool = False) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="git revision to compare against")
-    parser.add_argument("--engine", default="ours", choices=["ours", "ours-merge"])
+    parser.add_argument(
+        "--engine", default="ours", choices=["ours", "ours-merge", "ours-touch-ov", "ours-iou"]
+    )
+    parser.add_argument("--overlap", type=int, default=8, help="halo of ours-touch-ov, ours-iou")
+    parser.add_argument("--fn", default="label", choices=["label", "watershed"])
     parser.add_argument("--size", default="512M", choices=sorted(_data.SIZES))
     parser.add_argument("--tile", type=int, default=128)
     parser.add_argument("--pairs", type=int, default=6)
@@ -81,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         "image": image,
         "tile": [ns.tile] * 3,
         "workers": ns.workers,
+        "overlap": ns.overlap,
+        "fn": ns.fn,
         "out": os.path.join(ns.workdir, "ab-out.zarr"),
     }
     with tempfile.TemporaryDirectory() as scratch:

@@ -25,7 +25,8 @@ import itertools
 import numbers
 import os
 from dataclasses import dataclass
-from typing import Any, ClassVar, cast
+from functools import cached_property
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,7 +38,9 @@ from patchworks._engine.overlap import check_iou_halo
 from patchworks._engine.tiles import TileJob, TileSummary
 from patchworks._fs import remove_tree
 from patchworks._plan import Box, Tile, TilePlan
+from patchworks._store.halostore import HaloIO
 from patchworks.errors import InvalidParameterError
+from patchworks.stitch._match import match_labels
 from patchworks.stitch._owners import Stitched, decide_owners
 
 HALO_DTYPE = np.dtype("uint32")
@@ -125,6 +128,11 @@ class IoUSeams:
     iou_threshold: float
     anchor: Any = None
 
+    @cached_property
+    def halo_io(self) -> HaloIO | None:
+        """Direct piecewise access to :attr:`halos` (None: read and write through zarr)."""
+        return HaloIO.of(self.halos)
+
     def stage(
         self, job: TileJob, tile: Tile, labels: NDArray[Any], top: int, image: Any = None
     ) -> TileSummary:
@@ -132,21 +140,29 @@ class IoUSeams:
         and stage them. (Objects are measured once the owners are composed, not here.)"""
         local = to_local_labels(labels, job.labels_dtype, tile, top=top)
         if local.n:
-            halo = local.whole().astype(HALO_DTYPE, copy=False)
-            self.halos[self.slot(tile, tile.halo_box)] = halo
+            io = self.halo_io
+            if io is None:
+                halo = local.whole().astype(HALO_DTYPE, copy=False)
+                self.halos[self.slot(tile, tile.halo_box)] = halo
+            else:  # cut where the zones with its neighbours end: they read only those
+                inner = inner_box(self.plan, tile)
+                cuts = tuple(
+                    (i.start - h.start, i.stop - h.start)
+                    for i, h in zip(inner, tile.halo_box, strict=True)
+                )
+                io.write(tile.position, local.whole(), cuts, local.n)
         return TileSummary(index=tile.index, n_local=local.n)
 
     def slot(self, tile: Tile, box: Box) -> tuple[Any, ...]:
         """Index into :attr:`halos` of the image box ``box`` (inside ``tile.halo_box``)."""
-        inner = tuple(
-            slice(b.start - h.start, b.stop - h.start)
-            for b, h in zip(box, tile.halo_box, strict=True)
-        )
-        return (*tile.position, *inner)
+        return (*tile.position, *_relative(box, tile.halo_box))
 
     def read(self, tile: Tile, box: Box) -> NDArray[Any]:
         """Local labels that ``tile`` predicted over the image box ``box``."""
-        return np.asarray(self.halos[self.slot(tile, box)])
+        io = self.halo_io
+        if io is None:
+            return np.asarray(self.halos[self.slot(tile, box)])
+        return io.read(tile.position, _relative(box, tile.halo_box))
 
     def join(self, inputs: MergeInputs) -> Stitched:
         """Match neighbouring predictions and decide owners (:mod:`._owners`)."""
@@ -211,49 +227,6 @@ def inner_box(plan: TilePlan, tile: Tile) -> Box:
     return tuple(box)
 
 
-def match_labels(a: NDArray[Any], b: NDArray[Any], threshold: float) -> NDArray[Any]:
-    """One-to-one best matches between two label arrays of the same box.
-
-    Pairs ``(label in a, label in b)`` whose masks have IoU >= ``threshold``, taken greedily
-    from the highest IoU down so that each label is used at most once (ties: smaller
-    labels first). Background (0) is never matched.
-
-    Examples
-    --------
-    >>> a = np.array([[1, 1, 2, 2], [1, 1, 2, 2]])
-    >>> b = np.array([[5, 5, 5, 5], [3, 3, 0, 4]])
-    >>> match_labels(a, b, 0.3).tolist()
-    [[1, 3], [2, 5]]
-    """
-    a = np.asarray(a).ravel().astype(np.uint64)
-    b = np.asarray(b).ravel().astype(np.uint64)
-    both = (a > 0) & (b > 0)
-    if not both.any():
-        return EMPTY_PAIRS
-    keys, inter = np.unique((a[both] << np.uint64(32)) | b[both], return_counts=True)
-    left = (keys >> np.uint64(32)).astype(np.int64)
-    right = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
-    a_ids, a_sizes = np.unique(a[a > 0], return_counts=True)
-    b_ids, b_sizes = np.unique(b[b > 0], return_counts=True)
-    size_a = a_sizes[np.searchsorted(a_ids, left)]
-    size_b = b_sizes[np.searchsorted(b_ids, right)]
-    iou = inter / (size_a + size_b - inter)
-    good = iou >= threshold
-    left, right, iou = left[good], right[good], iou[good]
-    order = np.lexsort((right, left, -iou))
-    used_a: set[int] = set()
-    used_b: set[int] = set()
-    found = []
-    for la, lb in zip(left[order].tolist(), right[order].tolist(), strict=True):
-        if la not in used_a and lb not in used_b:
-            used_a.add(la)
-            used_b.add(lb)
-            found.append((la, lb))
-    if not found:
-        return EMPTY_PAIRS
-    return np.array(sorted(found), dtype=np.int64)
-
-
 @dataclass(frozen=True)
 class MatchJob:
     """Everything a worker needs to match a tile with its neighbours."""
@@ -290,14 +263,24 @@ def lower_offsets(ndim: int) -> list[tuple[int, ...]]:
     return [s for s in steps if any(s) and s[next(i for i, v in enumerate(s) if v)] < 0]
 
 
-def _in_core(tile: Tile, box: Box, labels: NDArray[Any]) -> NDArray[Any]:
-    """Labels of ``labels`` (read over ``box``) that have voxels in ``tile``'s core."""
+def _relative(box: Box, within: Box) -> Box:
+    """``box`` (image coordinates) relative to the start of ``within``."""
+    return tuple(
+        slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, within, strict=True)
+    )
+
+
+def _in_core(tile: Tile, box: Box, labels: NDArray[Any]) -> NDArray[np.bool_]:
+    """Which labels (indexed by label) of ``labels`` (read over ``box``) have voxels in
+    ``tile``'s core."""
     inner = tuple(
         slice(max(c.start, b.start) - b.start, max(min(c.stop, b.stop) - b.start, 0))
         for c, b in zip(tile.core, box, strict=True)
     )
-    found = np.unique(labels[inner])
-    return cast("NDArray[Any]", found[found > 0])
+    found = np.zeros(int(labels.max()) + 1 if labels.size else 1, dtype=bool)
+    found[labels[inner].ravel()] = True
+    found[0] = False
+    return found
 
 
 def match_tile(job: MatchJob, index: int) -> TileMatches:
@@ -308,14 +291,11 @@ def match_tile(job: MatchJob, index: int) -> TileMatches:
     n_labels = int(job.counts[index])
     sizes = np.bincount(labels.ravel(), minlength=n_labels + 1)
     core_sizes = np.bincount(labels[tile.crop].ravel(), minlength=n_labels + 1)
-    outside = np.ones(labels.shape, dtype=bool)
-    inner = tuple(
-        slice(i.start - h.start, i.stop - h.start)
-        for i, h in zip(inner_box(plan, tile), tile.halo_box, strict=True)
-    )
-    outside[inner] = False
-    zone_labels = np.unique(labels[outside])
+    inner = _relative(inner_box(plan, tile), tile.halo_box)
+    in_inner = np.bincount(labels[inner].ravel(), minlength=n_labels + 1)
+    zone_labels = np.flatnonzero(sizes > in_inner)
     zone_labels = zone_labels[zone_labels > 0].astype(np.int64)
+    in_own_core = core_sizes > 0
 
     found = []
     for step in lower_offsets(plan.ndim):
@@ -330,17 +310,13 @@ def match_tile(job: MatchJob, index: int) -> TileMatches:
         boxes = zone(plan, tile, other)
         if boxes is None:
             continue
-        mine = tuple(
-            slice(b.start - h.start, b.stop - h.start)
-            for b, h in zip(boxes[0], tile.halo_box, strict=True)
-        )
         theirs = seams.read(other, boxes[1])
         # Only predictions that reach into their own tile's core may be joined: an object
         # a tile sees only in its halo is seen better by the tile whose core holds it, and
         # joining through such half-seen objects would chain distinct cells together.
-        ours = labels[mine]
-        ours = np.where(core_sizes[ours] > 0, ours, 0)
-        theirs = np.where(np.isin(theirs, _in_core(other, boxes[1], theirs)), theirs, 0)
+        ours = labels[_relative(boxes[0], tile.halo_box)]
+        ours = ours * in_own_core[ours]
+        theirs = theirs * _in_core(other, boxes[1], theirs)[theirs]
         matched = match_labels(ours, theirs, seams.iou_threshold)
         if matched.size:
             found.append(

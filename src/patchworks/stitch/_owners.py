@@ -27,9 +27,11 @@ behind), so the final labels are exactly ``1..N``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,7 @@ from patchworks._engine.faces import EMPTY_PAIRS
 from patchworks._engine.labelmap import LabelMap, build_label_map
 from patchworks._engine.local import check_label_count, provisional_offsets
 from patchworks._plan import Tile, TilePlan
+from patchworks._store.chunkio import ChunkIO, tile_io, write_tile
 from patchworks.stitch._iou_objects import measure_composed
 
 
@@ -57,6 +60,34 @@ class ComposeJob:
     dtype: np.dtype[Any]
     output: Any = None
 
+    @cached_property
+    def output_io(self) -> ChunkIO | None:
+        """Direct chunk writes to :attr:`output` (None: write through zarr)."""
+        return tile_io(self.output, self.seams.plan.tile_shape)
+
+    @cached_property
+    def drawn(self) -> dict[int, NDArray[Any]]:
+        """Tiles' :func:`drawn_table` already built in this process (a tile's table is used
+        by every tile its halo reaches)."""
+        return {}
+
+
+#: Most tables :attr:`ComposeJob.drawn` keeps (a few KiB each) before starting afresh.
+DRAWN_CACHE = 4096
+
+
+def drawn_table(job: ComposeJob, index: int) -> NDArray[Any]:
+    """Table ``local label -> final label`` of tile ``index`` where the tile draws that
+    object itself, else 0 (it yields to the object's owner)."""
+    table = job.drawn.get(index)
+    if table is None:
+        lut, kept = _tables(job, index)
+        table = np.where(kept, lut, 0).astype(job.dtype, copy=False)
+        if len(job.drawn) >= DRAWN_CACHE:
+            job.drawn.clear()
+        job.drawn[index] = table
+    return table
+
 
 def _tables(job: ComposeJob, index: int) -> tuple[NDArray[Any], NDArray[Any]]:
     """Lookup tables ``local label -> final label`` and ``local label -> owned here``."""
@@ -72,32 +103,45 @@ def _tables(job: ComposeJob, index: int) -> tuple[NDArray[Any], NDArray[Any]]:
 
 def reaching_tiles(plan: TilePlan, tile: Tile) -> list[Tile]:
     """Other tiles whose halo box covers part of ``tile``'s core, nearest first."""
-    reach = [math.ceil(h / t) if h else 0 for h, t in zip(plan.halo, plan.tile_shape, strict=True)]
-    steps = sorted(
-        (s for s in itertools.product(*(range(-r, r + 1) for r in reach)) if any(s)),
-        key=lambda s: (sum(abs(v) for v in s), s),
-    )
     found = []
-    for step in steps:
+    for step in _reaching_steps(plan.halo, plan.tile_shape):
         position = tuple(p + s for p, s in zip(tile.position, step, strict=True))
         if all(0 <= p < g for p, g in zip(position, plan.grid, strict=True)):
             found.append(plan.tile(plan.index(position)))
     return found
 
 
+@functools.lru_cache(maxsize=16)
+def _reaching_steps(
+    halo: tuple[int, ...], tile_shape: tuple[int, ...]
+) -> tuple[tuple[int, ...], ...]:
+    """Grid steps to the tiles whose halo may cover a tile's core, nearest first."""
+    reach = [math.ceil(h / t) if h else 0 for h, t in zip(halo, tile_shape, strict=True)]
+    return tuple(
+        sorted(
+            (s for s in itertools.product(*(range(-r, r + 1) for r in reach)) if any(s)),
+            key=lambda s: (sum(abs(v) for v in s), s),
+        )
+    )
+
+
 def compose_tile(job: ComposeJob, index: int) -> NDArray[Any]:
-    """Final labels of tile ``index``'s core, drawn by each object's owner."""
+    """Final labels of tile ``index``'s core, drawn by each object's owner.
+
+    A voxel is claimed once it holds a label (final labels are never 0), so each
+    prediction in turn fills only the voxels still 0: the tile's own kept objects, then
+    its neighbours' (nearest first), then the rest of its own, each through one table
+    ``local label -> final label if kept there, else 0``.
+    """
     seams, plan = job.seams, job.seams.plan
     tile = plan.tile(index)
-    out = np.zeros(tile.core_shape, dtype=job.dtype)
-    claimed = np.zeros(tile.core_shape, dtype=bool)
     own = None
+    out: NDArray[Any]
     if job.label_map.n_local(index):
         own = seams.read(tile, tile.core)
-        lut, kept = _tables(job, index)
-        mine = kept[own]
-        out[mine] = lut[own[mine]]
-        claimed = mine
+        out = drawn_table(job, index)[own]
+    else:
+        out = np.zeros(tile.core_shape, dtype=job.dtype)
     for other in reaching_tiles(plan, tile):
         if not job.label_map.n_local(other.index):
             continue
@@ -108,17 +152,16 @@ def compose_tile(job: ComposeJob, index: int) -> NDArray[Any]:
         if any(b.stop <= b.start for b in box):
             continue
         theirs = seams.read(other, box)
-        lut_o, kept_o = _tables(job, other.index)
-        rel = tuple(
-            slice(b.start - c.start, b.stop - c.start) for b, c in zip(box, tile.core, strict=True)
-        )
-        take = kept_o[theirs] & ~claimed[rel]
-        if take.any():
-            out[rel][take] = lut_o[theirs[take]]
-            claimed[rel] |= take
+        region = out[
+            tuple(
+                slice(b.start - c.start, b.stop - c.start)
+                for b, c in zip(box, tile.core, strict=True)
+            )
+        ]
+        np.copyto(region, drawn_table(job, other.index)[theirs], where=region == 0)
     if own is not None:
-        rest = ~claimed & (own > 0)
-        out[rest] = lut[own[rest]]
+        lut = job.label_map.lut(index, job.label_map.n_local(index), job.dtype)
+        np.copyto(out, lut[own], where=out == 0)
     return out
 
 
@@ -131,8 +174,9 @@ def present_tile(job: ComposeJob, index: int) -> tuple[NDArray[Any], int]:
 def write_composed_tile(job: ComposeJob, index: int) -> tuple[NDArray[Any], int]:
     """Compose tile ``index`` and write it to ``job.output``; report as :func:`present_tile`."""
     out = compose_tile(job, index)
-    if out.any():
-        job.output[job.seams.plan.core(job.seams.plan.position(index))] = out
+    plan = job.seams.plan
+    position = plan.position(index)
+    write_tile(job.output, job.output_io, position, plan.core(position), out)
     return np.intersect1d(out, job.candidates), int(out.max()) if out.size else 0
 
 
